@@ -1,0 +1,220 @@
+"""Reading and writing the pipeline's files: BEIR jsonl/tsv, json, and atomic writes in one place.
+
+Every reader validates as it streams and raises `UserError` naming file, line and field.
+Every writer goes through `atomic_output`: a temp path in the same directory, renamed on success, so
+a killed stage never leaves a half-written declared output behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, located
+
+Qrels = dict[str, dict[str, int]]
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{parent}: cannot create output directory: {e.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{parent}: output directory is not writable")
+    prefix = f".{path.name}.tmp-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent)) if is_dir else Path(
+        tempfile.mkstemp(prefix=prefix, dir=parent)[1])
+    try:
+        yield tmp
+        if is_dir and path.exists():
+            # Two renames keep the old directory until the new one is complete.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        if e.errno == 28:  # ENOSPC
+            raise UserError(f"{path}: no space left on device; nothing was overwritten") from None
+        raise UserError(f"{path}: cannot write: {e.strerror}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise located(path, e.lineno, f"malformed JSON: {e.msg}") from None
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    n = 0
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; malformed lines raise UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise located(path, lineno, f"malformed JSON: {e.msg}") from None
+            if not isinstance(obj, dict):
+                raise located(path, lineno, "expected a JSON object")
+            yield lineno, obj
+
+
+def _text_field(path: Path, lineno: int, obj: dict, field: str, required: bool = True) -> str:
+    value = obj.get(field)
+    if value is None:
+        if required:
+            raise located(path, lineno, "missing", field)
+        return ""
+    if not isinstance(value, (str, int)):
+        raise located(path, lineno, f"expected a string, got {type(value).__name__}", field)
+    return str(value)
+
+
+def read_corpus(path: str | Path) -> dict[str, dict[str, str]]:
+    """BEIR corpus.jsonl -> {doc_id: {"title": str, "text": str}}; ids unique, text non-empty."""
+    path = Path(path)
+    corpus: dict[str, dict[str, str]] = {}
+    for lineno, obj in iter_jsonl(path):
+        doc_id = _text_field(path, lineno, obj, "_id")
+        text = _text_field(path, lineno, obj, "text")
+        title = _text_field(path, lineno, obj, "title", required=False)
+        if not doc_id.strip():
+            raise located(path, lineno, "empty id", "_id")
+        if not text.strip():
+            raise located(path, lineno, f"empty text for document '{doc_id}'", "text")
+        if doc_id in corpus:
+            raise located(path, lineno, f"duplicate id '{doc_id}'", "_id")
+        corpus[doc_id] = {"title": title, "text": text}
+    if not corpus:
+        raise UserError(f"{path}: no documents")
+    return corpus
+
+
+def read_queries(path: str | Path) -> dict[str, dict[str, Any]]:
+    """BEIR queries.jsonl -> {query_id: {"text": str, "metadata": dict}}."""
+    path = Path(path)
+    queries: dict[str, dict[str, Any]] = {}
+    for lineno, obj in iter_jsonl(path):
+        qid = _text_field(path, lineno, obj, "_id")
+        text = _text_field(path, lineno, obj, "text")
+        if not qid.strip():
+            raise located(path, lineno, "empty id", "_id")
+        if not text.strip():
+            raise located(path, lineno, f"empty text for query '{qid}'", "text")
+        if qid in queries:
+            raise located(path, lineno, f"duplicate id '{qid}'", "_id")
+        metadata = obj.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise located(path, lineno, "expected an object", "metadata")
+        queries[qid] = {"text": text, "metadata": metadata}
+    if not queries:
+        raise UserError(f"{path}: no queries")
+    return queries
+
+
+def write_corpus(path: str | Path, corpus: dict[str, dict[str, str]]) -> int:
+    return write_jsonl(path, ({"_id": i, "title": d.get("title", ""), "text": d["text"]}
+                              for i, d in corpus.items()))
+
+
+def write_queries(path: str | Path, queries: dict[str, dict[str, Any]]) -> int:
+    return write_jsonl(path, ({"_id": i, "text": q["text"], "metadata": q.get("metadata", {})}
+                              for i, q in queries.items()))
+
+
+def read_qrels(path: str | Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
+    """BEIR qrels tsv (header `query-id corpus-id score`) -> ({qid: {docid: score}}, {(qid, docid): line})."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    qrels: Qrels = {}
+    lines: dict[tuple[str, str], int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\n").split("\t")
+            if lineno == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if len(cols) != 3:
+                cols = line.split()
+            if len(cols) != 3:
+                raise located(path, lineno, f"expected 3 tab-separated columns (query-id, corpus-id, score), "
+                                            f"got {len(cols)}")
+            qid, docid, score = (c.strip() for c in cols)
+            try:
+                value = int(float(score))
+            except ValueError:
+                raise located(path, lineno, f"not a number: '{score}'", "score") from None
+            if (qid, docid) in lines:
+                raise located(path, lineno, f"duplicate judgment for ({qid}, {docid}), "
+                                            f"first on line {lines[(qid, docid)]}")
+            qrels.setdefault(qid, {})[docid] = value
+            lines[(qid, docid)] = lineno
+    return qrels, lines
+
+
+def write_qrels(path: str | Path, qrels: Qrels) -> int:
+    n = 0
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for docid, score in docs.items():
+                f.write(f"{qid}\t{docid}\t{score}\n")
+                n += 1
+    return n
+
+
+def doc_text(doc: dict[str, str]) -> str:
+    """The text a model sees for a document: title and body, as BEIR and MTEB do."""
+    title = doc.get("title") or ""
+    return f"{title} {doc['text']}".strip() if title else doc["text"]
