@@ -81,7 +81,8 @@ SCHEMA: dict[str, Any] = {
     "device": Spec(STR, "auto", choices=("auto", "cpu", "cuda", "mps")),
     "ingest": {
         "source": Spec(STR, "pydoc", choices=("pydoc", "beir", "documents", "conversations")),
-        "path": Spec(STR, None, nullable=True, help="folder with your data (beir/documents/conversations)"),
+        "path": Spec(STR, "data/input", help="folder with your data (beir/documents/conversations); "
+                                             "a dvc.yaml dependency, so edits to it rerun ingest"),
         "strict": Spec(BOOL, True),
         "max_passages": Spec(INT, 2000, min=10),
         "max_queries": Spec(INT, 600, min=10),
@@ -134,6 +135,7 @@ SCHEMA: dict[str, Any] = {
         "matryoshka_dims": Spec(LIST, [], nullable=True),
         "num_negatives": Spec(INT, 1, min=0, max=50),
         "encode_batch_size": Spec(INT, 64, min=1),
+        "eval_steps": Spec(INT, 0, min=0, help="score val (and checkpoint) every N steps; 0 = once per epoch"),
         "nproc": Spec(INT, 1, min=1, max=64),
     },
     "reranker": {
@@ -206,8 +208,6 @@ def _cross_checks(p: dict) -> None:
     if i["chunk_overlap"] >= i["chunk_size"]:
         raise _bad("ingest.chunk_overlap", f"must be < ingest.chunk_size ({i['chunk_size']}), "
                                            f"got {i['chunk_overlap']}")
-    if i["source"] != "pydoc" and not i["path"]:
-        raise _bad("ingest.path", f"required when ingest.source is '{i['source']}'")
     pr = p["prepare"]
     if pr["val_fraction"] + pr["test_fraction"] >= 1.0:
         raise _bad("prepare.test_fraction", "val_fraction + test_fraction must be < 1")

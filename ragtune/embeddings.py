@@ -1,0 +1,141 @@
+"""Dense encoding with sentence-transformers, with an on-disk cache for corpus embeddings.
+
+Corpus embeddings are the expensive part (minutes on CPU) and several stages need the same ones (mine and
+evaluate both encode the corpus with the base model), so they are cached under `.cache/embeddings/`
+(not a DVC output) keyed by what determines them: the model's files (or its hub id), the texts, and
+max_seq_length. A retrained or merged model has different weights, hence a different key.
+Query embeddings are cheap and never cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_output
+from .models import pick_device, resolve_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path(".cache") / "embeddings"
+# Files of a model folder that decide its outputs; model cards, training args and checkpoints do not.
+_MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model"}
+_IGNORED_FILES = {"README.md", "training_args.bin", "trainer_state.json"}
+
+_loaded: dict[tuple[str, str, str], object] = {}  # (path, fingerprint, device) -> SentenceTransformer
+
+
+_fingerprints: dict[tuple, str] = {}  # (path, file stats) -> hash: hash each model's files once per process
+
+
+def _model_files(root: Path) -> list[Path]:
+    files = []
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if (f.is_file() and f.suffix in _MODEL_FILE_SUFFIXES and f.name not in _IGNORED_FILES
+                and not any(part.startswith((".", "checkpoint")) for part in rel.parts)):
+            files.append(f)
+    return files
+
+
+def model_fingerprint(model_path: str) -> str:
+    """A hash of the files that decide a model's embeddings; for a hub id, the id itself."""
+    root = Path(model_path)
+    if not root.is_dir():
+        return hashlib.sha256(f"hub:{model_path}".encode()).hexdigest()
+    files = _model_files(root)
+    stats = (str(root.resolve()),) + tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stats in _fingerprints:
+        return _fingerprints[stats]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    _fingerprints[stats] = h.hexdigest()
+    return _fingerprints[stats]
+
+
+def texts_fingerprint(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")  # so ["ab", "c"] and ["a", "bc"] differ
+    return h.hexdigest()
+
+
+def load_model(model_path: str, device: str = "auto", max_seq_length: int | None = None):
+    """Load (once per process) a SentenceTransformer from a folder, packaged name or hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(model_path)
+    device = pick_device(device)
+    key = (path, model_fingerprint(path), device)
+    model = _loaded.get(key)
+    if model is None:
+        # str(): a pathlib.Path raises TypeError in sentence-transformers 6.2.0.
+        model = SentenceTransformer(str(path), device=device)
+        _loaded.clear()  # keep one model in memory: stages switch models, RAM is small
+        _loaded[key] = model
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
+    # encode_query/encode_document apply the model's own "query"/"document" prompts when it has them.
+    if not texts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    fn = model.encode_query if kind == "query" else model.encode_document
+    emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
+             normalize_embeddings=True)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
+                  max_seq_length: int | None = None, device: str = "auto",
+                  cache_dir: str | Path | None = None, show_progress: bool = True) -> np.ndarray:
+    """Embed documents -> float32 array (len(texts), dim) with L2-normalised rows, cached on disk.
+
+    The cache key covers the model files (or hub id), the texts in order, and max_seq_length, so a
+    cached array is reused only when it would come out the same. sentence-transformers already
+    encodes in length-sorted batches and restores the input order.
+    """
+    path = resolve_model(model_path)
+    cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    key = hashlib.sha256("|".join([model_fingerprint(path), texts_fingerprint(texts),
+                                   str(max_seq_length), "document"]).encode()).hexdigest()[:32]
+    cache_file = cache_dir / f"{key}.npy"
+    if cache_file.is_file():
+        try:
+            emb = np.load(cache_file, allow_pickle=False)
+            if emb.shape[0] == len(texts) and emb.dtype == np.float32:
+                log.info("corpus embeddings: %d x %d from cache %s", *emb.shape, cache_file)
+                return emb
+        except (OSError, ValueError):
+            pass
+        log.warning("corpus embeddings cache %s is unreadable; encoding again", cache_file)
+    model = load_model(path, device, max_seq_length)
+    log.info("encoding %d documents with %s (max_seq_length %s, batch %d, device %s)", len(texts), path,
+             model.max_seq_length, batch_size, model.device)
+    start = time.perf_counter()
+    emb = _encode(model, texts, "document", batch_size, show_progress)
+    took = time.perf_counter() - start
+    log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(texts), took, len(texts) / max(took, 1e-9))
+    with atomic_output(cache_file) as tmp, open(tmp, "wb") as f:
+        np.save(f, emb)  # a file object: np.save on a bare path would append ".npy" to the temp name
+    log.info("cached corpus embeddings in %s", cache_file)
+    return emb
+
+
+def encode_queries(model_path: str, texts: list[str], *, batch_size: int = 64,
+                   max_seq_length: int | None = None, device: str = "auto",
+                   show_progress: bool = False) -> np.ndarray:
+    """Embed queries -> float32 array (len(texts), dim) with L2-normalised rows (not cached)."""
+    model = load_model(model_path, device, max_seq_length)
+    return _encode(model, texts, "query", batch_size, show_progress)

@@ -1,0 +1,149 @@
+"""The evaluate stage: every first stage x reranker on the test split, scored with one metric code.
+
+Choices that need data are made on the val split, never on test: which dense model the hybrid fuses
+with BM25 is the one with the best val nDCG@10.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from .cli import summary
+from .errors import UserError
+from .io import read_corpus, read_queries, read_qrels, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+BASELINE = "dense:base"
+TABLE_METRICS = ["nDCG@10", "MRR@10", "R@10", "R@100"]
+
+
+def system_name(first_stage: str, reranker: str) -> str:
+    return first_stage if reranker == "none" else f"{first_stage} + rerank:{reranker}"
+
+
+def slug(system: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", system).strip("_")
+
+
+def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
+    from .pipeline import _base_model
+
+    return {
+        "dense:base": _base_model(params["embedder"]["base"], params["security"]),
+        "dense:finetuned": str(models_dir / "embedder"),
+        "dense:merged": str(models_dir / "embedder-merged"),
+        "rerank:base": _base_model(params["reranker"]["base"], params["security"]),
+        "rerank:finetuned": str(models_dir / "reranker"),
+        "rerank:merged": str(models_dir / "reranker-merged"),
+    }
+
+
+def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[str, str]],
+                     val_qrels: dict, paths: dict, device: str, cache_dir: Path) -> tuple[dict, dict]:
+    """Return ({split: {first_stage: run}}, val nDCG@10 of each dense model)."""
+    from .metrics import evaluate_run
+    from .retrieval import BM25Index, dense_search, rrf
+
+    cfg, emb = params["evaluate"], params["embedder"]
+    wanted = cfg["first_stages"]
+    k = cfg["retrieve_depth"]
+    runs: dict[str, dict] = {split: {} for split in split_queries}
+    bm25 = BM25Index(corpus)
+    for split, queries in split_queries.items():
+        runs[split]["bm25"] = bm25.search(queries, k)
+    dense_names = [n for n in ("dense:base", "dense:finetuned", "dense:merged")
+                   if n in wanted or "hybrid" in wanted]
+    for name in dense_names:
+        for split, queries in split_queries.items():
+            runs[split][name] = dense_search(paths[name], corpus, queries, k, batch_size=emb["encode_batch_size"],
+                                             max_seq_length=emb["max_seq_length"], device=device,
+                                             cache_dir=cache_dir)
+    val_scores = {name: evaluate_run(runs["val"][name], val_qrels, cfg)[0]["nDCG@10"] for name in dense_names}
+    if "hybrid" in wanted:
+        best = max(dense_names, key=lambda n: (val_scores[n], -dense_names.index(n)))
+        log.info("hybrid = RRF(bm25, %s): best dense model on val (nDCG@10 %s)", best,
+                 {n: round(v, 4) for n, v in val_scores.items()})
+        for split in split_queries:
+            runs[split]["hybrid"] = rrf([runs[split]["bm25"], runs[split][best]], k=cfg["rrf_k"], depth=k)
+        val_scores["hybrid_dense"] = best
+    for split in runs:
+        runs[split] = {n: r for n, r in runs[split].items() if n in wanted}
+    return runs, val_scores
+
+
+def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir: Path, metrics_dir: Path,
+             cache_dir: Path) -> dict:
+    from .metrics import evaluate_run, metric_names
+    from .models import pick_device
+    from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows,
+                         write_per_query_csv, write_trec_run)
+    from .rerank import rerank
+    from .train_reranker import is_trained_reranker
+
+    cfg, rr = params["evaluate"], params["reranker"]
+    device = pick_device(params["device"])
+    corpus = read_corpus(corpus_path)
+    queries = read_queries(prepared_dir / "queries.jsonl")
+    qrels = {s: read_qrels(prepared_dir / "qrels" / f"{s}.tsv")[0] for s in ("val", "test")}
+    if not qrels["test"]:
+        raise UserError(f"{prepared_dir / 'qrels' / 'test.tsv'}: no test judgments to evaluate on")
+    split_queries = {s: {qid: queries[qid]["text"] for qid in qrels[s]} for s in qrels}
+    paths = _model_paths(params, models_dir)
+    log.info("evaluating on %d test queries, %d documents", len(split_queries["test"]), len(corpus))
+
+    runs, val_scores = first_stage_runs(params, corpus, split_queries, qrels["val"], paths, device, cache_dir)
+    test_runs = dict(runs["test"])
+    rerankers = [r for r in cfg["rerankers"] if r != "none"]
+    if "base" in rerankers and not is_trained_reranker(paths["rerank:base"]):
+        log.info("rerank:base skipped: %s has no trained ranking head", params["reranker"]["base"])
+        rerankers.remove("base")
+    for reranker in rerankers:
+        score_cache: dict = {}  # one model scores each (query, doc) pair once across first stages
+        for first in runs["test"]:
+            test_runs[system_name(first, reranker)] = rerank(
+                runs["test"][first], split_queries["test"], corpus, paths[f"rerank:{reranker}"],
+                depth=cfg["rerank_depth"], batch_size=cfg["batch_size"], max_length=rr["max_length"],
+                device=device, cache=score_cache)
+    if "none" not in cfg["rerankers"]:
+        test_runs = {s: r for s, r in test_runs.items() if "rerank:" in s}
+
+    means, per_query = {}, {}
+    for system, run in test_runs.items():
+        means[system], per_query[system] = evaluate_run(run, qrels["test"], cfg)
+    groups = _group_means(per_query, queries, cfg["group_field"])
+    results = {s: dict(m, **({"by_group": groups[s]} if groups else {})) for s, m in means.items()}
+
+    write_json(metrics_dir / "eval.json", results)
+    shown = [m for m in metric_names(cfg) if m in TABLE_METRICS] or metric_names(cfg)[:4]
+    notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "
+             f"{cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
+             f"(best dense model on val)."]
+    report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=metric_names(cfg),
+                             significance=cfg["significance"], seed=params["seed"], notes=notes)
+    write_text(metrics_dir / "report.md", report)
+    write_per_query_csv(metrics_dir / "per_query.csv", per_query)
+    for system, run in test_runs.items():
+        write_trec_run(metrics_dir / "runs" / f"{slug(system)}.trec", run, slug(system))
+    write_json(metrics_dir / "plots" / "recall.json", recall_curve_rows(means, cfg["recall_cutoffs"]))
+    write_json(metrics_dir / "plots" / "ndcg.json", ndcg_bar_rows(means))
+    print(console_table(means, shown), flush=True)
+    best = max(means, key=lambda s: means[s]["nDCG@10"])
+    summary(f"{len(means)} systems; best {best} nDCG@10 {means[best]['nDCG@10']:.4f}; "
+            f"report in {metrics_dir / 'report.md'}")
+    return results
+
+
+def _group_means(per_query: dict, queries: dict, field: str | None) -> dict:
+    """{system: {group: {metric: mean}}} over the queries whose metadata[field] is that group."""
+    if not field:
+        return {}
+    out: dict = {}
+    for system, rows in per_query.items():
+        by_group: dict[str, list[dict]] = {}
+        for qid, values in rows.items():
+            group = str(queries.get(qid, {}).get("metadata", {}).get(field, "(none)"))
+            by_group.setdefault(group, []).append(values)
+        out[system] = {g: {m: sum(v[m] for v in vs) / len(vs) for m in vs[0]} for g, vs in sorted(by_group.items())}
+    return out

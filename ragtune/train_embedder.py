@@ -1,0 +1,287 @@
+"""Fine-tune the bi-encoder with sentence-transformers' trainer on mined groups.
+
+Train rows: one per (query, positive) with `num_negatives` hard negatives as extra columns
+(anchor, positive, negative_1..n), loss MultipleNegativesRankingLoss (in-batch + hard negatives) or its
+cached variant (a large effective batch of in-batch negatives at small memory; gradient accumulation
+would not add in-batch negatives). Batches never hold the same text twice (NO_DUPLICATES), so a query
+with several positives never meets itself and no hard negative doubles as another row's positive.
+
+Validation is reranking-style: each val query's pos + neg texts are ranked by cosine similarity and
+scored with nDCG@10, so an evaluation costs one encode of those texts, never of the whole corpus.
+The base model is scored before training; the best checkpoint (by that score) is what we save.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+from .errors import UserError, located
+from .io import atomic_output, iter_jsonl
+
+log = logging.getLogger(__name__)
+
+VAL_NAME = "val"
+METRIC = f"eval_{VAL_NAME}_ndcg@10"  # the key the trainer logs for the evaluator's nDCG@10
+_CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
+
+
+def read_groups(path: str | Path) -> list[dict]:
+    """Read FlagEmbedding groups {"query", "pos": [..], "neg": [..]}; bad lines raise UserError."""
+    path = Path(path)
+    groups = []
+    for lineno, obj in iter_jsonl(path):
+        query = obj.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise located(path, lineno, "expected a non-empty string", "query")
+        texts = {}
+        for field in ("pos", "neg"):
+            value = obj.get(field, [] if field == "neg" else None)
+            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+                raise located(path, lineno, "expected a list of non-empty strings", field)
+            texts[field] = list(dict.fromkeys(value))  # repeated texts add nothing
+        if not texts["pos"]:
+            raise located(path, lineno, "no positives", "pos")
+        groups.append({"query": query, "pos": texts["pos"], "neg": texts["neg"]})
+    if not groups:
+        raise UserError(f"{path}: no groups")
+    return groups
+
+
+def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Columns anchor, positive, negative_1..n: one row per (query, positive).
+
+    A group with fewer negatives than `num_negatives` reuses its own negatives cyclically (still hard,
+    still from the right query); a group with none cannot fill the columns and its rows are dropped.
+    The k-th positive of a query starts at negative k*n, so several positives spread over the mined list.
+    """
+    columns: dict[str, list[str]] = {"anchor": [], "positive": []}
+    for j in range(1, num_negatives + 1):
+        columns[f"negative_{j}"] = []
+    counts = {"rows": 0, "rows_padded": 0, "rows_dropped_no_negatives": 0, "groups_dropped_no_negatives": 0}
+    for group in groups:
+        negs = group["neg"]
+        if num_negatives and not negs:
+            counts["groups_dropped_no_negatives"] += 1
+            counts["rows_dropped_no_negatives"] += len(group["pos"])
+            continue
+        for k, pos in enumerate(group["pos"]):
+            columns["anchor"].append(group["query"])
+            columns["positive"].append(pos)
+            for j in range(num_negatives):
+                columns[f"negative_{j + 1}"].append(negs[(k * num_negatives + j) % len(negs)])
+            counts["rows"] += 1
+            if num_negatives > len(negs):
+                counts["rows_padded"] += 1
+    return columns, counts
+
+
+def val_samples(groups: list[dict]) -> list[dict]:
+    """RerankingEvaluator samples; a query without negatives cannot be ranked and is left out."""
+    return [{"query": g["query"], "positive": g["pos"], "negative": g["neg"]} for g in groups if g["neg"]]
+
+
+def _make_loss(model, cfg: dict):
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    if cfg["loss"] == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg["mini_batch_size"])
+    else:
+        loss = MultipleNegativesRankingLoss(model)
+    dims = list(cfg.get("matryoshka_dims") or [])
+    if dims:
+        full = model.get_sentence_embedding_dimension()
+        if any(d > full for d in dims):
+            raise UserError(f"params.yaml: embedder.matryoshka_dims: {dims} exceeds the model's "
+                            f"embedding size {full}")
+        loss = MatryoshkaLoss(model, loss, matryoshka_dims=sorted(dims, reverse=True))
+    return loss
+
+
+def _clear_checkpoints(checkpoint_dir: Path) -> None:
+    """A fresh run must not rotate, resume from or mix with an older run's checkpoints."""
+    if not checkpoint_dir.is_dir():
+        return
+    old = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)]
+    if old:
+        log.info("fresh run: removing %d old checkpoint(s) in %s", len(old), checkpoint_dir)
+    for p in old:
+        shutil.rmtree(p)
+
+
+def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    if not checkpoint_dir.is_dir():
+        return None
+    found = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)
+             and (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
+                   seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
+                   resume: bool = False) -> dict:
+    """Fine-tune `base` (a resolved local folder or hub id) and save the best checkpoint on val to `out_dir`.
+
+    Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
+    If no checkpoint beats the base on val, the best checkpoint is still saved (so `evaluate` shows
+    what fine-tuning did) and the stats say `improved: false`; the log says so loudly.
+    """
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    train_path, val_path = Path(train_path), Path(val_path)
+    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
+
+    # Read and check the data before the ~10 s library import and the model load.
+    train_groups = read_groups(train_path)
+    val_groups = read_groups(val_path)
+    num_negatives = cfg["num_negatives"]
+    columns, counts = build_rows(train_groups, num_negatives)
+    if counts["rows"] == 0:
+        raise UserError(f"{train_path}: no training rows: every group lacks negatives "
+                        f"(embedder.num_negatives is {num_negatives})")
+    samples = val_samples(val_groups)
+    if not samples:
+        raise UserError(f"{val_path}: no val group has negatives, so checkpoints cannot be compared")
+    log.info("train data %s: %d groups -> %d rows (query, positive, %d negatives); %d rows reuse their "
+             "group's negatives to fill the columns, %d rows dropped (group has no negatives)",
+             train_path, len(train_groups), counts["rows"], num_negatives, counts["rows_padded"],
+             counts["rows_dropped_no_negatives"])
+    log.info("val data %s: %d of %d queries with positives and negatives (%d texts to encode per evaluation)",
+             val_path, len(samples), len(val_groups),
+             sum(len(s["positive"]) + len(s["negative"]) for s in samples))
+
+    from .models import seed_everything
+
+    seed_everything(seed)
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    model = SentenceTransformer(str(base), device=device)
+    model.max_seq_length = cfg["max_seq_length"]
+    log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
+             model.max_seq_length, model.get_sentence_embedding_dimension())
+
+    train_dataset = Dataset.from_dict(columns)
+    loss = _make_loss(model, cfg)
+    evaluator = RerankingEvaluator(samples, at_k=10, name=VAL_NAME, write_csv=False,
+                                   batch_size=cfg["encode_batch_size"])
+
+    batch_size = cfg["batch_size"]
+    steps_per_epoch = math.ceil(counts["rows"] / batch_size)
+    total_steps = steps_per_epoch * epochs
+    eval_steps = cfg.get("eval_steps") or steps_per_epoch  # 0 = once per epoch
+    # An integer: transformers reads a float warmup_steps < 1 as a ratio but 1.0 as one step.
+    warmup_steps = math.ceil(total_steps * cfg["warmup"])
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = _last_checkpoint(checkpoint_dir) if resume else None
+    if resume and resume_from is None:
+        log.warning("resume requested but %s holds no checkpoint: starting a fresh run", checkpoint_dir)
+    if resume_from is None:
+        _clear_checkpoints(checkpoint_dir)
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=cfg["encode_batch_size"],
+        learning_rate=cfg["lr"],
+        warmup_steps=warmup_steps,
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,  # the best and the latest are kept (the latest for --resume)
+        load_best_model_at_end=True,
+        metric_for_best_model=METRIC,
+        greater_is_better=True,
+        logging_steps=max(1, min(eval_steps, total_steps // 20)),
+        logging_first_step=True,
+        report_to="none",  # only our DVCLive callback, never a tracker picked up from the environment
+        use_cpu=device == "cpu",
+        fp16=device == "cuda",
+        dataloader_num_workers=0,
+    )
+    callbacks = []
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+        from dvclive.huggingface import DVCLiveCallback
+
+        # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
+        live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume_from is not None)
+        callbacks.append(DVCLiveCallback(live=live))
+
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                         evaluator=evaluator, callbacks=callbacks)
+    if resume_from is None:
+        # Through the trainer, so the base score is the first point of the DVCLive curve.
+        base_score = float(trainer.evaluate()[METRIC])
+    else:
+        base_score = float(evaluator(model)[f"{VAL_NAME}_ndcg@10"])
+    log.info("val nDCG@10 of the base model: %.4f", base_score)
+    log.info("training %d rows, batch %d, %d steps per epoch, %d epoch(s), %d steps, warmup %d, lr %g, "
+             "loss %s%s; checkpoints in %s%s", counts["rows"], batch_size, steps_per_epoch, epochs,
+             total_steps, warmup_steps, cfg["lr"], cfg["loss"],
+             f" + matryoshka {cfg['matryoshka_dims']}" if cfg.get("matryoshka_dims") else "",
+             checkpoint_dir, f"; resuming from {resume_from.name}" if resume_from else "")
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    state = trainer.state
+    if state.best_model_checkpoint is None or state.best_metric is None:
+        raise RuntimeError("trainer finished without a best checkpoint; nothing trustworthy to save")
+    best_score = float(state.best_metric)
+    best_step = int(Path(state.best_model_checkpoint).name.split("-")[1])
+    history = [{"step": h["step"], "val_ndcg@10": round(h[METRIC], 6)}
+               for h in state.log_history if METRIC in h]
+    improved = best_score > base_score
+    if improved:
+        log.info("val nDCG@10: base %.4f -> best %.4f at step %d", base_score, best_score, best_step)
+    else:
+        log.warning("!!! FINE-TUNING DID NOT IMPROVE THE EMBEDDER ON VAL: base nDCG@10 %.4f, best fine-tuned "
+                    "%.4f (step %d). The fine-tuned checkpoint is saved anyway so that evaluate shows the "
+                    "effect; prefer the base model, or change the data or params (lr, epochs, negatives).",
+                    base_score, best_score, best_step)
+
+    # The trainer loaded the best checkpoint into `model`; save it as a plain SentenceTransformer folder
+    # (modules.json, pooling, Normalize, safetensors) without optimizer state or pickled training args.
+    with atomic_output(out_dir, is_dir=True) as tmp:
+        model.save(str(tmp), safe_serialization=True)
+    log.info("saved the best checkpoint (step %d) to %s", best_step, out_dir)
+
+    stats = {
+        "base_model": str(base),
+        "train_groups": len(train_groups),
+        "train_rows": counts["rows"],
+        "rows_padded": counts["rows_padded"],
+        "rows_dropped_no_negatives": counts["rows_dropped_no_negatives"],
+        "num_negatives": num_negatives,
+        "val_queries": len(samples),
+        "epochs": epochs,
+        "steps": int(state.global_step),
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "loss": cfg["loss"],
+        "train_loss": round(float(result.training_loss), 6),
+        "val_ndcg@10_before": round(base_score, 6),
+        "val_ndcg@10_best": round(best_score, 6),
+        "best_step": best_step,
+        "improved": improved,
+        "val_history": history,
+        "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from else None,
+        "wall_seconds": round(time.perf_counter() - wall0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+    }
+    return stats

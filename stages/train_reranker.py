@@ -1,0 +1,24 @@
+"""Stage 5 (train_reranker): fine-tune the cross-encoder with FlagEmbedding."""
+import click
+
+from ragtune.cli import stage
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--negatives", "negatives_dir", default="data/negatives", show_default=True, help="mine's output folder")
+@click.option("--out", "out_dir", default="models/reranker", show_default=True, help="HF sequence-classification folder")
+@click.option("--stats", "stats_path", default="metrics/train_reranker.json", show_default=True, help="training statistics (DVC metrics)")
+@click.option("--live", "live_dir", default="metrics/train_reranker", show_default=True, help="DVCLive training curves")
+@click.option("--checkpoints", "checkpoint_dir", default="checkpoints/reranker", show_default=True, help="trainer checkpoints (not a DVC output)")
+@click.option("--resume", is_flag=True, help="continue from the last checkpoint of an interrupted run")
+def main(params_path, negatives_dir, out_dir, stats_path, live_dir, checkpoint_dir, resume):
+    """Fine-tune the cross-encoder with FlagEmbedding."""
+    from ragtune import pipeline
+
+    with stage("train_reranker", params_path) as params:
+        pipeline.train_reranker(params, negatives_dir=negatives_dir, out_dir=out_dir, stats_path=stats_path, live_dir=live_dir, checkpoint_dir=checkpoint_dir, resume=resume)
+
+
+if __name__ == "__main__":
+    main()
