@@ -30,19 +30,25 @@ log = logging.getLogger(__name__)
 # Importable everywhere CPython 3.11 runs, without side effects (no GUI, no browser, no printing);
 # modules missing from a build (e.g. no sqlite3) are skipped.
 MODULES = sorted([
-    "abc", "argparse", "array", "ast", "asyncio", "base64", "binascii", "bisect", "builtins", "bz2",
-    "calendar", "cmath", "codecs", "collections", "collections.abc", "colorsys", "concurrent.futures",
-    "configparser", "contextlib", "contextvars", "copy", "csv", "dataclasses", "datetime", "decimal",
-    "difflib", "dis", "email.message", "enum", "filecmp", "fnmatch", "fractions", "functools",
-    "getopt", "gettext", "glob", "graphlib", "gzip", "hashlib", "heapq", "hmac", "html", "html.parser",
-    "http.client", "http.cookies", "importlib", "inspect", "io", "ipaddress", "itertools", "json",
-    "keyword", "linecache", "locale", "logging", "logging.handlers", "lzma", "math", "mimetypes",
-    "operator", "os", "pathlib", "pickle", "pkgutil", "platform", "plistlib", "pprint", "queue",
-    "random", "re", "reprlib", "sched", "secrets", "selectors", "shelve", "shlex", "shutil", "signal",
-    "socket", "sqlite3", "statistics", "string", "struct", "subprocess", "tarfile", "tempfile",
-    "textwrap", "threading", "time", "timeit", "tokenize", "tomllib", "traceback", "types", "typing",
-    "unicodedata", "unittest", "urllib.parse", "urllib.request", "uuid", "warnings", "weakref",
-    "xml.etree.ElementTree", "zipfile", "zlib", "zoneinfo",
+    "abc", "argparse", "array", "ast", "asyncio", "atexit", "base64", "binascii", "bisect", "builtins",
+    "bz2", "calendar", "cmath", "code", "codecs", "codeop", "collections", "collections.abc", "colorsys",
+    "compileall", "concurrent.futures", "configparser", "contextlib", "contextvars", "copy", "cProfile",
+    "csv", "dataclasses", "datetime", "decimal", "difflib", "dis", "doctest", "email.message",
+    "email.parser", "email.policy", "email.utils", "enum", "errno", "faulthandler", "filecmp", "fnmatch",
+    "fractions", "ftplib", "functools", "gc", "getopt", "gettext", "glob", "graphlib", "gzip", "hashlib",
+    "heapq", "hmac", "html", "html.parser", "http.client", "http.cookiejar", "http.cookies",
+    "http.server", "imaplib", "importlib", "inspect", "io", "ipaddress", "itertools", "json", "keyword",
+    "linecache", "locale", "logging", "logging.handlers", "lzma", "mailbox", "math", "mimetypes", "mmap",
+    "multiprocessing", "netrc", "numbers", "operator", "optparse", "os", "pathlib", "pickle",
+    "pickletools", "pkgutil", "platform", "plistlib", "poplib", "pprint", "pstats", "py_compile",
+    "pyclbr", "queue", "quopri", "random", "re", "reprlib", "runpy", "sched", "secrets", "select",
+    "selectors", "shelve", "shlex", "shutil", "signal", "smtplib", "socket", "socketserver", "sqlite3",
+    "ssl", "statistics", "string", "stringprep", "struct", "subprocess", "symtable", "sys", "sysconfig",
+    "tabnanny", "tarfile", "tempfile", "textwrap", "threading", "time", "timeit", "tokenize", "tomllib",
+    "trace", "traceback", "tracemalloc", "types", "typing", "unicodedata", "unittest", "unittest.mock",
+    "urllib.error", "urllib.parse", "urllib.request", "urllib.robotparser", "uuid", "warnings", "wave",
+    "weakref", "wsgiref.util", "xml.dom.minidom", "xml.etree.ElementTree", "xml.sax", "zipapp",
+    "zipfile", "zipimport", "zlib", "zoneinfo",
 ])
 
 CHUNK_SIZE = 1000
@@ -114,56 +120,84 @@ def _entries(modname: str, module) -> list[dict]:
     return out
 
 
-def _pool(chunk_size: int) -> tuple[list[dict], list[dict]]:
-    """All passages and all candidate queries, in a fixed order.
+def _render(e: dict, with_summary: bool = True) -> str:
+    """An entry as a documentation page shows it: qualified name and signature, then the docstring."""
+    if e["kind"] == "module":
+        return e["doc"]
+    head = f"{e['name'].split('.', e['depth'])[-1]}{e['sig']}"
+    if with_summary:
+        return f"{head}\n\n{e['doc']}".strip()
+    return f"{head}\n\n{e['rest']}".strip()
 
-    passage: {"id", "title", "text", "module"}; candidate: {"text", "docid", "method", "module", "object"}.
+
+def _pool(chunk_size: int) -> tuple[list[dict], list[dict]]:
+    """All passages and all summary-query candidates, in a fixed order.
+
+    A passage is {"id", "title", "module", "pieces"}: pieces are rendered entries (or one chunk of
+    text); a module's short entries are packed together up to `chunk_size`, as a documentation page
+    would list them, so passages are ~600-1000 characters. A piece {"text", "without", "summary"}
+    can drop its summary line when that summary becomes the query.
     """
     from pydoc_data.topics import topics
 
     passages: list[dict] = []
-    candidates: list[dict] = []
     seen_objects: set[int] = set()
     seen_texts: set[str] = set()
 
-    def add(pid: str, title: str, text: str, module: str) -> bool:
-        key = normalize(title + " " + text)
-        if key in seen_texts:  # inherited/aliased docstrings: keep one copy
-            return False
-        seen_texts.add(key)
-        passages.append({"id": pid, "title": title, "text": text, "module": module})
-        return True
+    def add(pid: str, title: str, module: str, pieces: list[dict]) -> None:
+        passages.append({"id": pid, "title": title, "module": module, "pieces": pieces})
 
     for topic in sorted(topics):
         for i, chunk in enumerate(chunk_text(topics[topic], chunk_size, 0)):
-            add(f"topic:{topic}#{i}", f"Python reference: {topic}", chunk, "reference")
+            add(f"topic:{topic}#{i}", topic, "reference", [{"text": chunk, "object": topic}])
 
     for modname in MODULES:
         module = _import(modname)
         if module is None:
             continue
+        n = 0
+        pack: list[dict] = []
+
+        def flush() -> None:
+            nonlocal n, pack
+            if pack:
+                add(f"{modname}#{n}", modname, modname, pack)
+                n, pack = n + 1, []
+
         for e in _entries(modname, module):
             if "obj" in e:
                 if id(e["obj"]) in seen_objects:  # the same object re-exported by another module
                     continue
                 seen_objects.add(id(e["obj"]))
-            summary, rest = _split_doc(e["doc"])
-            short = e["name"].rsplit(".", 1)[-1] if e["kind"] != "module" else ""
-            head = f"{short}{e['sig']}" if e["kind"] != "module" else ""
-            # A summary that repeats the signature (C functions: "dumps(obj) -> str") is not a query.
-            use_summary = (e["kind"] != "module" and len(rest) >= MIN_REST_CHARS
-                           and is_good_query(summary) and len(head) + len(rest) + 2 <= chunk_size)
-            if use_summary:
-                text = f"{head}\n\n{rest}".strip()
-                if add(e["name"], e["name"], text, modname):
-                    candidates.append({"text": summary, "docid": e["name"], "method": "summary",
-                                       "module": modname, "object": e["name"]})
+            key = normalize(e["doc"])
+            if key in seen_texts:  # inherited/aliased docstrings: keep one copy
                 continue
-            body = f"{head}\n\n{e['doc']}".strip() if head else e["doc"]
-            chunks = chunk_text(body, chunk_size, 0)
-            for i, chunk in enumerate(chunks):
-                add(e["name"] if len(chunks) == 1 else f"{e['name']}#{i}", e["name"], chunk, modname)
+            seen_texts.add(key)
+            e["depth"] = modname.count(".") + 1
+            e["summary"], e["rest"] = _split_doc(e["doc"])
+            full = _render(e)
+            if len(full) > chunk_size:  # a long docstring gets passages of its own
+                flush()
+                for chunk in chunk_text(full, chunk_size, 0):
+                    add(f"{modname}#{n}", modname, modname, [{"text": chunk, "object": e["name"]}])
+                    n += 1
+                continue
+            piece = {"text": full, "object": e["name"]}
+            if e["kind"] != "module" and len(e["rest"]) >= MIN_REST_CHARS and is_good_query(e["summary"]):
+                piece.update(summary=e["summary"], without=_render(e, with_summary=False))
+            if pack and len(_join(pack + [piece])) > chunk_size:
+                flush()
+            pack.append(piece)
+        flush()
+
+    candidates = [{"text": piece["summary"], "docid": p["id"], "method": "summary", "module": p["module"],
+                   "object": piece["object"], "rest": _join(p["pieces"], without=piece["object"])}
+                  for p in passages for piece in p["pieces"] if "summary" in piece]
     return passages, candidates
+
+
+def _join(pieces: list[dict], without: str | None = None) -> str:
+    return "\n\n".join(p["without"] if p["object"] == without else p["text"] for p in pieces)
 
 
 def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
@@ -172,52 +206,53 @@ def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
     max_passages, max_queries = cfg.get("max_passages", 2000), cfg.get("max_queries", 600)
     rng = random.Random(seed)
     passages, candidates = _pool(CHUNK_SIZE)
-    by_id = {p["id"]: p for p in passages}
-
-    # Inverse cloze on passages that have no summary query yet: reference topics, module docs, long
-    # docstrings. One query per passage, so removing its sentence changes only that passage.
-    summary_docs = {c["docid"] for c in candidates}
     for p in passages:
-        if p["id"] in summary_docs:
-            continue
+        p["text"] = _join(p["pieces"])
+
+    # Inverse cloze on every passage: one informative sentence becomes the query and leaves the passage.
+    for p in passages:
         pairs = inverse_cloze(p["text"], rng, 1)
         if pairs:
             query, rest = pairs[0]
             candidates.append({"text": query, "docid": p["id"], "method": "inverse_cloze",
                                "module": p["module"], "object": p["title"], "rest": rest})
-
+    n_summary = sum(c["method"] == "summary" for c in candidates)
+    n_cloze = len(candidates) - n_summary
     candidates = _unanswerable_by_copy(candidates, passages)
     rng.shuffle(candidates)
-    chosen = candidates[:min(max_queries, max_passages)]
-    chosen.sort(key=lambda c: c["docid"])
+    chosen: dict[str, dict] = {}  # docid -> candidate; one query per passage, as its text changes
+    for c in candidates:
+        if len(chosen) >= min(max_queries, max_passages):
+            break
+        chosen.setdefault(c["docid"], c)
 
-    positive_ids = {c["docid"] for c in chosen}
-    others = sorted(p["id"] for p in passages if p["id"] not in positive_ids)
-    n_distractors = max(0, max_passages - len(positive_ids))
+    others = sorted(p["id"] for p in passages if p["id"] not in chosen)
+    n_distractors = max(0, max_passages - len(chosen))
     distractors = set(rng.sample(others, min(n_distractors, len(others))))
-
     corpus = {}
-    for p in passages:  # pool order: topics first, then modules in sorted order
-        if p["id"] in positive_ids or p["id"] in distractors:
+    for p in passages:  # pool order: reference topics first, then modules in sorted order
+        if p["id"] in chosen:
+            corpus[p["id"]] = {"title": p["title"], "text": chosen[p["id"]]["rest"]}
+        elif p["id"] in distractors:
             corpus[p["id"]] = {"title": p["title"], "text": p["text"]}
     queries, qrels = {}, {}
-    for i, c in enumerate(chosen):
+    for i, docid in enumerate(sorted(chosen)):
+        c = chosen[docid]
         qid = f"q{i:05d}"
-        if "rest" in c:
-            corpus[c["docid"]]["text"] = c["rest"]
         queries[qid] = {"text": c["text"], "metadata": {"method": c["method"], "module": c["module"],
                                                         "object": c["object"]}}
-        qrels[qid] = {c["docid"]: 1}
-    log.info("pydoc corpus: %d passages (%d in the pool), %d queries (%d candidates: %d summary, "
-             "%d inverse cloze)", len(corpus), len(by_id), len(queries), len(candidates),
-             sum(c["method"] == "summary" for c in candidates),
-             sum(c["method"] == "inverse_cloze" for c in candidates))
+        qrels[qid] = {docid: 1}
+    log.info("pydoc corpus: %d passages (pool %d), %d queries (candidates: %d summary, %d inverse cloze, "
+             "%d left after duplicate/copy filters)", len(corpus), len(passages), len(queries),
+             n_summary, n_cloze, len(candidates))
     return corpus, queries, qrels
 
 
 def _unanswerable_by_copy(candidates: list[dict], passages: list[dict]) -> list[dict]:
     """Drop candidates whose text is duplicated among candidates or occurs verbatim in any passage
     (its own positive after removal included): such a query has several right answers, or none."""
+    # The same sentence picked twice for one passage (as summary and as cloze) is one candidate.
+    candidates = list({(normalize(c["text"]), c["docid"]): c for c in reversed(candidates)}.values())[::-1]
     dup = drop_duplicates(c["text"] for c in candidates)
     norm_passages = [normalize(p["title"] + " " + p["text"]) for p in passages]
     postings: dict[str, set[int]] = defaultdict(set)
@@ -229,16 +264,16 @@ def _unanswerable_by_copy(candidates: list[dict], passages: list[dict]) -> list[
         q = normalize(c["text"])
         if q in dup:
             continue
-        if "rest" in c and q in normalize(c["rest"]):
+        if q in normalize(c["rest"]):
             continue
         tokens = re.findall(r"\w+", q)
         # First and last words may match inside a longer passage word; use only the inner ones.
         inner = tokens[1:-1] if len(tokens) > 3 else tokens
         words = sorted(set(inner), key=lambda w: len(postings.get(w, ())))
         # The query's rarest words bound which passages can contain it; check those fully. The
-        # passage a cloze query was cut from still holds it in the pool: that one is expected.
+        # passage the query was cut from still holds it in the pool: that one is expected.
         maybe = set.intersection(*(postings.get(w, set()) for w in words[:2])) if words else set()
-        if any(q in norm_passages[i] for i in maybe if passages[i]["id"] != c["docid"] or "rest" not in c):
+        if any(q in norm_passages[i] for i in maybe if passages[i]["id"] != c["docid"]):
             continue
         keep.append(c)
     return keep

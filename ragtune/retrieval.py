@@ -33,7 +33,7 @@ def query_text(q: Any) -> str:
     return q if isinstance(q, str) else q["text"]
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores, best first; ties go to the lower index (= smaller doc id)."""
     n = scores.shape[0]
     k = min(k, n)
@@ -78,6 +78,10 @@ class BM25Index:
         log.info("BM25 index: %d documents, %d terms, built in %.1f s", len(self.doc_ids),
                  len(self.retriever.vocab_dict), time.perf_counter() - start)
 
+    def position(self, doc_id: str) -> int:
+        """Where a document's score sits in score_all's vectors."""
+        return self._pos[doc_id]
+
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
         tokens = self._bm25s.tokenize(texts, stopwords=self.stopwords, return_ids=False, show_progress=False)
         return [self.retriever.get_tokens_ids(t) for t in tokens]
@@ -87,22 +91,20 @@ class BM25Index:
             return np.zeros(len(self.doc_ids), dtype=np.float32)
         return self.retriever.get_scores_from_ids(ids)
 
-    def score_all(self, queries: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Full score vectors {qid: scores over self.doc_ids} (for callers that need any doc's score)."""
-        qids = list(queries)
-        return {qid: self._scores(ids) for qid, ids in zip(qids, self._token_ids(
-            [query_text(queries[q]) for q in qids]))}
+    def score_query(self, query: Any) -> np.ndarray:
+        """Scores of every document for one query, in self.doc_ids order (see `position`)."""
+        return self._scores(self._token_ids([query_text(query)])[0])
 
     def search(self, queries: Mapping[str, Any], k: int) -> Run:
         """Top-k documents per query -> run {qid: {docid: score}}, best first."""
         start = time.perf_counter()
         qids = list(queries)
         run: Run = {}
+        # One score vector at a time: all of them at once would take n_queries x n_docs floats.
         for qid, ids in zip(qids, self._token_ids([query_text(queries[q]) for q in qids])):
             scores = self._scores(ids)
-            top = _top_k(scores, k)
-            run[qid] = {self.doc_ids[i]: float(scores[i]) for i in top if scores[i] > 0}
-        log.info("BM25: %d queries, top %d, in %.1f s", len(qids), k, time.perf_counter() - start)
+            run[qid] = {self.doc_ids[i]: float(scores[i]) for i in top_k(scores, k) if scores[i] > 0}
+        log.info("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
         return run
 
 

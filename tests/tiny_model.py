@@ -14,7 +14,8 @@ query document search index retrieval rank score train test split corpus passage
 def build_tiny_bert(path: str | Path, seed: int = 0) -> str:
     """Save a randomly initialised tiny BERT with mean pooling + normalisation under `path`."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = Path(path)
@@ -32,7 +33,7 @@ def build_tiny_bert(path: str | Path, seed: int = 0) -> str:
     BertModel(config).save_pretrained(raw)
     tokenizer.save_pretrained(raw)
     word = models.Transformer(str(raw), max_seq_length=64)
-    pooling = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
+    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
     st = SentenceTransformer(modules=[word, pooling, models.Normalize()], device="cpu")
     out = path / "st"
     st.save(str(out))

@@ -1,0 +1,285 @@
+"""Hard-negative mining on top of first-stage retrieval (BM25, dense, or their RRF fusion).
+
+Train groups: for each train query, its positives and `num_negatives` hard negatives taken, best first,
+from a window of the first stage's ranking, after three filters:
+  1. never a positive (any judged doc with score > 0 for that query);
+  2. false-negative margin (NV-Retriever's TopK-PercPos, sentence-transformers' `relative_margin`): drop a
+     candidate whose first-stage score >= max_pos - |max_pos| * relative_margin, where max_pos is the
+     query's best positive score (= (1 - margin) * max_pos for positive scores; the |.| keeps it right
+     for negative cosine scores);
+  3. optionally a cross-encoder (`rescore_with`): drop candidates whose sigmoid score > rescore_threshold.
+A query short of hard negatives is kept and topped up with random corpus documents (unlike
+sentence-transformers' mine_hard_negatives, which silently drops it); `random_negatives` more random
+documents are added to every group. Random documents are never positives and never come from the
+first stage's top `range_max` (those were judged too close, or are already hard negatives).
+
+Window: ranks are 1-based over the first stage's full ranking (positives included). The window is
+ranks range_min+1 .. range_max, i.e. the Python slice ranking[range_min:range_max]: range_min is the
+number of top results skipped.
+
+Val groups (cheap checkpoint selection, reranking-style): pos = the query's positives, neg = the first
+`range_max` non-positive documents of the first stage's ranking (no window, no margin, no random).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .io import doc_text
+from .retrieval import BM25Index, DenseIndex, Run, query_text, ranked, rrf
+
+log = logging.getLogger(__name__)
+
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+class _FirstStage:
+    """Ranks documents for queries and scores any (query, doc) pair with the same scorer."""
+
+    def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
+                 depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
+                 cache_dir: str | Path | None, index: str):
+        self.kind = kind
+        self.run: Run = {}
+        # Scores of documents outside `run` (positives, random negatives) come from these.
+        self._bm25: BM25Index | None = None
+        self._bm25_last: tuple[str, np.ndarray] | None = None  # mining goes query by query
+        self._dense: tuple[dict[str, int], np.ndarray, dict[str, np.ndarray]] | None = None
+        runs = []
+        # Hybrid fuses deeper lists than it keeps, so fused ranks near the cut-off are not truncated.
+        sub_depth = depth if kind != "hybrid" else max(2 * depth, 100)
+        if kind not in ("bm25", "dense", "hybrid"):
+            raise UserError(f"params.yaml: mine.first_stage: unknown value {kind!r}; allowed: bm25, dense, hybrid")
+        if kind in ("bm25", "hybrid"):
+            self._bm25 = BM25Index(corpus)
+            self._queries = queries
+            runs.append(self._bm25.search(queries, sub_depth))
+        if kind in ("dense", "hybrid"):
+            from .embeddings import encode_corpus, encode_queries
+
+            if not embedder:
+                raise UserError("params.yaml: mine.first_stage: dense/hybrid mining needs the embedder section")
+            doc_ids = list(corpus)
+            doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
+                                    batch_size=embedder["encode_batch_size"],
+                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir)
+            qids = list(queries)
+            q_emb = encode_queries(embedder["base"], [queries[q] for q in qids],
+                                   batch_size=embedder["encode_batch_size"],
+                                   max_seq_length=embedder["max_seq_length"], device=device)
+            self._dense = ({d: i for i, d in enumerate(doc_ids)}, doc_emb, dict(zip(qids, q_emb)))
+            runs.append(DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, sub_depth))
+        if kind == "hybrid":
+            self._fused = rrf(runs, k=rrf_k, depth=sub_depth)
+            runs = [self._fused]
+        self.run = {qid: dict(ranked(runs[0].get(qid, {}))[:depth]) for qid in queries}
+
+    def score(self, qid: str, docid: str) -> float:
+        """The first stage's score for any document (hybrid: its fused score, 0 if in neither list)."""
+        if docid in self.run[qid]:
+            return self.run[qid][docid]
+        if self.kind == "bm25":
+            if self._bm25_last is None or self._bm25_last[0] != qid:
+                self._bm25_last = (qid, self._bm25.score_query(self._queries[qid]))
+            return float(self._bm25_last[1][self._bm25.position(docid)])
+        if self.kind == "dense":
+            pos, doc_emb, q_emb = self._dense
+            return float(np.dot(q_emb[qid], doc_emb[pos[docid]]))
+        return float(self._fused.get(qid, {}).get(docid, 0.0))
+
+
+def _positives(qrels: Qrels, corpus: Mapping[str, Any], queries: Mapping[str, Any], split: str,
+               skipped: dict[str, int]) -> dict[str, list[str]]:
+    """{qid: [positive doc ids in qrels order]} for queries usable for mining; counts the rest."""
+    out: dict[str, list[str]] = {}
+    for qid, judged in qrels.items():
+        if qid not in queries:
+            skipped["query_text_missing"] += 1
+            continue
+        pos = [d for d, rel in judged.items() if rel > 0 and d in corpus]
+        skipped["positives_not_in_corpus"] += sum(1 for d, rel in judged.items() if rel > 0 and d not in corpus)
+        if not pos:
+            skipped["no_positive"] += 1
+            continue
+        out[qid] = pos
+    if skipped["query_text_missing"] or skipped["positives_not_in_corpus"]:
+        log.warning("%s qrels: %d queries without text, %d positives not in the corpus (skipped)", split,
+                    skipped["query_text_missing"], skipped["positives_not_in_corpus"])
+    return out
+
+
+def _rescorer(name: str | None, device: str):
+    """A function (query, [texts]) -> sigmoid scores, or None when no cross-encoder is configured."""
+    if not name:
+        return None
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from .models import pick_device, resolve_model
+
+    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device))
+    log.info("rescoring mined candidates with cross-encoder %s", name)
+
+    def score(query: str, texts: list[str]) -> list[float]:
+        if not texts:
+            return []
+        # Identity then our own sigmoid: the threshold means the same for models with any default activation.
+        logits = model.predict([(query, t) for t in texts], activation_fn=torch.nn.Identity(),
+                               show_progress_bar=False, convert_to_numpy=True)
+        return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64).reshape(-1)))).tolist()
+
+    return score
+
+
+def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[str]) -> list[str]:
+    """Up to n distinct random doc ids not in `exclude` (fewer only when the corpus runs out)."""
+    available = len(doc_ids) - len(exclude & set(doc_ids))
+    n = min(n, max(available, 0))
+    chosen: list[str] = []
+    seen = set(exclude)
+    while len(chosen) < n:
+        d = doc_ids[rng.randrange(len(doc_ids))]
+        if d not in seen:
+            seen.add(d)
+            chosen.append(d)
+    return chosen
+
+
+def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
+         val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
+         device: str = "auto", cache_dir: str | Path | None = None
+         ) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Mine training groups for train queries and reranking-style groups for val queries.
+
+    cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
+    for dense and hybrid mining. Returns (train_groups, val_groups, stats); groups are
+    {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
+    same groups.
+    """
+    start = time.perf_counter()
+    range_min, range_max = cfg["range_min"], cfg["range_max"]
+    num_neg, n_random, margin = cfg["num_negatives"], cfg["random_negatives"], cfg["relative_margin"]
+    if range_min >= range_max:
+        raise UserError(f"params.yaml: mine.range_min: must be < mine.range_max ({range_max}), got {range_min}")
+    skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
+    train_pos = _positives(train_qrels, corpus, queries, "train", skipped)
+    val_skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
+    val_pos = _positives(val_qrels, corpus, queries, "val", val_skipped)
+    if not train_pos:
+        raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine")
+    overlap = set(train_pos) & set(val_pos)
+    if overlap:
+        raise UserError(f"train and val qrels share {len(overlap)} queries (e.g. '{min(overlap)}')")
+
+    # Val needs range_max non-positives, so it looks a little deeper: one extra slot per positive.
+    max_pos = max(len(p) for p in [*train_pos.values(), *val_pos.values()])
+    qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
+    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, range_max + max_pos, rrf_k=cfg["rrf_k"],
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
+    rescore = _rescorer(cfg.get("rescore_with"), device)
+    doc_ids = sorted(corpus)
+    text = {}  # doc_text cache: positives recur across groups
+
+    def t(d: str) -> str:
+        if d not in text:
+            text[d] = doc_text(corpus[d])
+        return text[d]
+
+    train_groups: list[dict] = []
+    chosen_ranks: list[int] = []
+    c = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0, "rescore_filtered": 0,
+         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0}
+    recalls: list[float] = []
+    for qid, pos in train_pos.items():
+        ranking = [d for d, _ in ranked(stage.run[qid])]
+        pos_set = set(pos)
+        recalls.append(len(pos_set & set(ranking[:range_max])) / len(pos_set))
+        pos_scores = [stage.score(qid, d) for d in pos]
+        best = max(pos_scores)
+        threshold = best - abs(best) * margin
+        window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)]
+        c["window_candidates"] += len(window)
+        cands = []
+        for r, d in window:
+            if d in pos_set:
+                c["positives_in_window"] += 1
+            elif stage.run[qid][d] >= threshold:
+                c["margin_filtered"] += 1
+            else:
+                cands.append((r, d))
+        if rescore is not None:
+            # Rescore best-first in chunks until enough survive: every chosen negative passed the
+            # cross-encoder, and the costly model sees few more pairs than needed.
+            kept, i = [], 0
+            while len(kept) < num_neg and i < len(cands):
+                chunk = cands[i:i + 2 * num_neg]
+                probs = rescore(qtexts[qid], [t(d) for _, d in chunk])
+                passed = [rd for rd, p in zip(chunk, probs) if p <= cfg["rescore_threshold"]]
+                c["rescore_filtered"] += len(chunk) - len(passed)
+                kept += passed
+                i += len(chunk)
+            cands = kept
+        hard = cands[:num_neg]
+        chosen_ranks.extend(r for r, _ in hard)
+        neg = [d for _, d in hard]
+        rng = random.Random(f"{seed}:{qid}")  # per query: one query's draws do not shift another's
+        exclude = pos_set | set(ranking[:range_max])
+        if len(hard) < num_neg:
+            c["queries_short"] += 1
+            c["queries_without_hard_negatives"] += not hard
+            topup = _random_docs(rng, doc_ids, num_neg - len(hard), exclude)
+            c["random_topup"] += len(topup)
+            neg += topup
+        if n_random:
+            extra = _random_docs(rng, doc_ids, n_random, exclude | set(neg))
+            c["random_extra"] += len(extra)
+            neg += extra
+        train_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
+                             "pos_scores": pos_scores, "neg_scores": [stage.score(qid, d) for d in neg]})
+
+    val_groups: list[dict] = []
+    for qid, pos in val_pos.items():
+        pos_set = set(pos)
+        neg = [d for d, _ in ranked(stage.run[qid]) if d not in pos_set][:range_max]
+        val_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
+                           "pos_scores": [stage.score(qid, d) for d in pos],
+                           "neg_scores": [stage.score(qid, d) for d in neg]})
+
+    n_negs = [len(g["neg"]) for g in train_groups]
+    stats = {
+        "first_stage": cfg["first_stage"],
+        "window": f"ranks {range_min + 1}..{range_max} (1-based)",
+        "queries": len(train_qrels),
+        "groups": len(train_groups),
+        "val_queries": len(val_qrels),
+        "val_groups": len(val_groups),
+        "skipped_train_queries": skipped,
+        "negatives_per_group_mean": round(statistics.fmean(n_negs), 4),
+        "negatives_per_group_min": min(n_negs),
+        "hard_negative_rank_mean": round(statistics.fmean(chosen_ranks), 4) if chosen_ranks else None,
+        "hard_negative_rank_median": statistics.median(chosen_ranks) if chosen_ranks else None,
+        "window_candidates": c["window_candidates"],
+        "positives_in_window": c["positives_in_window"],
+        "false_negative_filtered": c["margin_filtered"],
+        "false_negative_filtered_share": round(c["margin_filtered"] / max(c["window_candidates"], 1), 4),
+        "rescore_filtered": c["rescore_filtered"],
+        "queries_short_of_negatives": c["queries_short"],
+        "queries_without_hard_negatives": c["queries_without_hard_negatives"],
+        "random_negatives_topup": c["random_topup"],
+        "random_negatives_extra": c["random_extra"],
+        f"train_recall@{range_max}": round(statistics.fmean(recalls), 4),
+        "val_negatives_per_group_mean": round(statistics.fmean(len(g["neg"]) for g in val_groups), 4)
+        if val_groups else None,
+    }
+    log.info("mined %d train groups (%.1f negatives each, %d queries short) and %d val groups in %.1f s",
+             len(train_groups), stats["negatives_per_group_mean"], c["queries_short"], len(val_groups),
+             time.perf_counter() - start)
+    return train_groups, val_groups, stats

@@ -1,0 +1,149 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from ragtune.errors import UserError
+from ragtune.io import write_jsonl
+from ragtune.params import defaults
+from ragtune.train_embedder import build_rows, read_groups, train_embedder, val_samples
+
+TOPICS = ["python function", "module class", "method return", "list dict", "string file", "path error",
+          "data model", "query document", "search index", "retrieval rank", "score train", "test split"]
+
+
+def _groups(n: int, offset: int = 0) -> list[dict]:
+    out = []
+    for i in range(n):
+        t = TOPICS[(i + offset) % len(TOPICS)]
+        u = TOPICS[(i + offset + 5) % len(TOPICS)]
+        out.append({"query": f"{t} {i}",
+                    "pos": [f"the {t} is {i}", f"a {t} of {i} {i}"] if i % 3 == 0 else [f"the {t} is {i}"],
+                    "neg": [f"the {u} is {i}", f"an {u} on {i}"]})
+    return out
+
+
+@pytest.fixture
+def data(tmp_path) -> dict:
+    write_jsonl(tmp_path / "train.jsonl", _groups(12))
+    write_jsonl(tmp_path / "val.jsonl", _groups(6, offset=3))
+    return {"train_path": tmp_path / "train.jsonl", "val_path": tmp_path / "val.jsonl"}
+
+
+def _cfg(**over) -> dict:
+    cfg = dict(defaults()["embedder"], batch_size=4, max_seq_length=32, encode_batch_size=16, lr=1e-3)
+    cfg.update(over)
+    return cfg
+
+
+def _run(tiny_model, data, tmp_path, name="out", **kw):
+    args = dict(base=tiny_model, out_dir=tmp_path / name, cfg=_cfg(), epochs=1, seed=7, device="cpu",
+                checkpoint_dir=tmp_path / f"ckpt-{name}", live_dir=tmp_path / f"live-{name}")
+    args.update(data)
+    args.update(kw)
+    return train_embedder(**args)
+
+
+def test_build_rows_cycles_negatives_and_drops_groups_without():
+    groups = [{"query": "q1", "pos": ["p1", "p2"], "neg": ["n1", "n2", "n3"]},
+              {"query": "q2", "pos": ["p3"], "neg": ["m1"]},
+              {"query": "q3", "pos": ["p4"], "neg": []}]
+    cols, counts = build_rows(groups, 2)
+    assert list(cols) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert cols["anchor"] == ["q1", "q1", "q2"]
+    # The second positive of q1 starts further down the mined list; q2 reuses its only negative.
+    assert [cols["negative_1"], cols["negative_2"]] == [["n1", "n3", "m1"], ["n2", "n1", "m1"]]
+    assert counts == {"rows": 3, "rows_padded": 1, "rows_dropped_no_negatives": 1,
+                      "groups_dropped_no_negatives": 1}
+    cols, counts = build_rows(groups, 0)
+    assert list(cols) == ["anchor", "positive"] and counts["rows"] == 4
+
+
+def test_val_samples_skip_queries_without_negatives():
+    samples = val_samples([{"query": "a", "pos": ["x"], "neg": []}, {"query": "b", "pos": ["y"], "neg": ["z"]}])
+    assert samples == [{"query": "b", "positive": ["y"], "negative": ["z"]}]
+
+
+def test_read_groups_names_file_line_and_field(tmp_path):
+    p = tmp_path / "g.jsonl"
+    p.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": []}) + "\n"
+                 + json.dumps({"query": "q", "pos": "a", "neg": []}) + "\n")
+    with pytest.raises(UserError, match=r"g.jsonl:2: field 'pos'"):
+        read_groups(p)
+    p.write_text(json.dumps({"query": "q", "pos": [], "neg": ["b"]}) + "\n")
+    with pytest.raises(UserError, match=r"g.jsonl:1: field 'pos': no positives"):
+        read_groups(p)
+
+
+def test_val_without_negatives_is_a_user_error(tiny_model, data, tmp_path):
+    write_jsonl(data["val_path"], [{"query": "q", "pos": ["a"], "neg": []}])
+    with pytest.raises(UserError, match="val.jsonl: no val group has negatives"):
+        _run(tiny_model, data, tmp_path)
+
+
+def test_train_saves_best_checkpoint_as_sentence_transformer(tiny_model, data, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    stats = _run(tiny_model, data, tmp_path, epochs=2)
+    out = tmp_path / "out"
+    # 12 groups with 16 positives -> 16 rows, batch 4 -> 4 steps per epoch.
+    assert stats["train_rows"] == 16 and stats["steps_per_epoch"] == 4 and stats["steps"] == 8
+    assert stats["val_queries"] == 6
+    assert [h["step"] for h in stats["val_history"]] == [4, 8]
+    assert stats["val_ndcg@10_best"] == max(h["val_ndcg@10"] for h in stats["val_history"])
+    assert stats["best_step"] in (4, 8)
+    assert stats["improved"] == (stats["val_ndcg@10_best"] > stats["val_ndcg@10_before"])
+    for key in ("wall_seconds", "cpu_seconds", "train_loss", "epochs"):
+        assert key in stats
+    # A plain SentenceTransformer folder: safetensors, base pooling + Normalize, our max_seq_length.
+    assert (out / "model.safetensors").is_file() and (out / "modules.json").is_file()
+    assert not list(out.glob("*.bin")) and not list(out.glob("optimizer*"))
+    model = SentenceTransformer(str(out), device="cpu")
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Normalize"]
+    assert model.max_seq_length == 32
+    base = SentenceTransformer(tiny_model, device="cpu")
+    assert not (model.encode(["python function"]) == base.encode(["python function"])).all()
+    # The saved model scores what the trainer reported for the best checkpoint.
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    samples = val_samples(read_groups(data["val_path"]))
+    score = RerankingEvaluator(samples, name="val", write_csv=False)(model)["val_ndcg@10"]
+    assert score == pytest.approx(stats["val_ndcg@10_best"], abs=1e-5)
+    # DVCLive curves in live_dir only: no dvc.yaml, base score first, then loss and val nDCG@10.
+    live = tmp_path / "live-out"
+    assert not list(live.rglob("dvc.yaml"))
+    curve = (live / "plots" / "metrics" / "eval" / "val_ndcg@10.tsv").read_text().splitlines()
+    assert len(curve) == 1 + 3  # header, base, 2 evaluations
+    assert float(curve[1].split("\t")[-1]) == pytest.approx(stats["val_ndcg@10_before"], abs=1e-5)
+    assert (live / "plots" / "metrics" / "loss.tsv").is_file()
+
+
+def test_same_seed_gives_identical_files(tiny_model, data, tmp_path):
+    _run(tiny_model, data, tmp_path, name="a")
+    _run(tiny_model, data, tmp_path, name="b")
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_resume_continues_from_last_checkpoint(tiny_model, data, tmp_path):
+    first = _run(tiny_model, data, tmp_path, epochs=1)
+    assert first["steps"] == 4 and first["resumed_from_step"] is None
+    assert (tmp_path / "ckpt-out" / "checkpoint-4").is_dir()
+    second = _run(tiny_model, data, tmp_path, epochs=2, resume=True)
+    assert second["resumed_from_step"] == 4 and second["steps"] == 8
+    assert [h["step"] for h in second["val_history"]] == [4, 8]  # the first run's evaluation is kept
+    # A fresh run (no resume) removes old checkpoints instead of mixing with them.
+    third = _run(tiny_model, data, tmp_path, epochs=1)
+    assert third["resumed_from_step"] is None and third["steps"] == 4
+    assert sorted(p.name for p in (tmp_path / "ckpt-out").glob("checkpoint-*")) == ["checkpoint-4"]
+
+
+def test_cached_loss_and_matryoshka_run(tiny_model, data, tmp_path):
+    stats = _run(tiny_model, data, tmp_path, cfg=_cfg(loss="cached_mnrl", mini_batch_size=2,
+                                                      matryoshka_dims=[32, 16], num_negatives=2))
+    assert stats["loss"] == "cached_mnrl" and stats["train_rows"] == 16 and stats["rows_padded"] == 0
+    with pytest.raises(UserError, match="matryoshka_dims"):
+        _run(tiny_model, data, tmp_path, name="bad", cfg=_cfg(matryoshka_dims=[64]))
