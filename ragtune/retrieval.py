@@ -79,7 +79,7 @@ class BM25Index:
                  len(self.retriever.vocab_dict), time.perf_counter() - start)
 
     def position(self, doc_id: str) -> int:
-        """Where a document's score sits in score_all's vectors."""
+        """Where a document's score sits in score_query's vector."""
         return self._pos[doc_id]
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:

@@ -97,7 +97,7 @@ def _make_loss(model, cfg: dict):
         loss = MultipleNegativesRankingLoss(model)
     dims = list(cfg.get("matryoshka_dims") or [])
     if dims:
-        full = model.get_sentence_embedding_dimension()
+        full = model.get_embedding_dimension()
         if any(d > full for d in dims):
             raise UserError(f"params.yaml: embedder.matryoshka_dims: {dims} exceeds the model's "
                             f"embedding size {full}")
@@ -168,7 +168,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     model = SentenceTransformer(str(base), device=device)
     model.max_seq_length = cfg["max_seq_length"]
     log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
-             model.max_seq_length, model.get_sentence_embedding_dimension())
+             model.max_seq_length, model.get_embedding_dimension())
 
     train_dataset = Dataset.from_dict(columns)
     loss = _make_loss(model, cfg)
@@ -257,8 +257,10 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     # The trainer loaded the best checkpoint into `model`; save it as a plain SentenceTransformer folder
     # (modules.json, pooling, Normalize, safetensors) without optimizer state or pickled training args.
+    # No generated model card: it records training durations, and the same seed must give the same bytes;
+    # the stats this function returns describe the run instead.
     with atomic_output(out_dir, is_dir=True) as tmp:
-        model.save(str(tmp), safe_serialization=True)
+        model.save(str(tmp), create_model_card=False, safe_serialization=True)
     log.info("saved the best checkpoint (step %d) to %s", best_step, out_dir)
 
     stats = {

@@ -1,0 +1,323 @@
+"""What the evaluate stage shows people and other tools: the markdown report, a console table, the
+per-query CSV, TREC run files and the rows behind DVC plots.
+
+Means are {system: {metric: value}}; per-query scores are {system: {qid: {metric: value}}}, as
+`ragtune.metrics.evaluate_run` returns them for each system. Paired tests come from
+`ragtune.significance`. Every file is written through `ragtune.io.atomic_output`.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+from .errors import UserError, located
+from .io import atomic_output
+from .significance import paired_ttest, randomization_test
+
+Means = dict[str, dict[str, float]]
+PerQuery = dict[str, dict[str, dict[str, float]]]
+
+CONSOLE_METRICS = ("nDCG@10", "MRR@10", "R@10", "R@100")
+_TEST_NAMES = {"randomization": "randomization test", "ttest": "t-test"}
+# One plain sentence per metric family, used by "How to read this" for the families shown.
+_EXPLAIN = {
+    "nDCG": "nDCG@k rewards putting the relevant passages (the more relevant, the more) near the top of "
+            "the first k results",
+    "MRR": "MRR@k is how high the first relevant passage ranks (1 = first place, 0.5 = second, "
+           "0 = not in the top k)",
+    "R": "R@k is the share of all relevant passages found in the top k; for RAG, recall at the number "
+         "of passages you put in the prompt is what the generator gets to see",
+    "P": "P@k is the share of the top k that is relevant",
+    "F1": "F1@k balances P@k and R@k",
+    "MAP": "MAP@k averages precision at each relevant passage found in the top k",
+    "Hit": "Hit@k is the share of queries with at least one relevant passage in the top k",
+}
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _num(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _delta(d: float) -> str:
+    d = round(d, 3)
+    return f"{0.0 if d == 0 else d:+.3f}"  # never "-0.000"
+
+
+def _pval(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "n/a"
+    if p < 0.001:
+        text = "<0.001"
+    elif 0.0495 <= p < 0.0505:
+        text = f"{p:.4f}"  # so a starred 0.0499 never reads as "0.050"
+    else:
+        text = f"{p:.3f}"
+    return text + (" *" if p < 0.05 else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table with columns padded to equal width (readable as plain text too)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def console_table(means: Means, metrics_shown: list[str] | tuple[str, ...] = CONSOLE_METRICS) -> str:
+    """Plain aligned table of the headline metrics, for printing at the end of a stage."""
+    rows = [[system, *(_num(m[k]) if k in m else "-" for k in metrics_shown)] for system, m in means.items()]
+    return _table(["system", *metrics_shown], rows)
+
+
+# ---------------------------------------------------------------- the markdown report
+
+
+def _paired_p(per_query: PerQuery, system: str, baseline: str, metric: str, test: str,
+              seed: int, trials: int) -> tuple[float | None, int]:
+    """p-value of `system` vs `baseline` on `metric` over the queries both have; (None, 0) if not possible."""
+    a_rows, b_rows = per_query.get(system), per_query.get(baseline)
+    if not a_rows or not b_rows:
+        return None, 0
+    qids = sorted(q for q in set(a_rows) & set(b_rows) if metric in a_rows[q] and metric in b_rows[q])
+    if not qids:
+        return None, 0
+    a = [a_rows[q][metric] for q in qids]
+    b = [b_rows[q][metric] for q in qids]
+    if test == "ttest":
+        return paired_ttest(a, b), len(qids)
+    return randomization_test(a, b, trials=trials, seed=seed), len(qids)
+
+
+def _best(values: list[float]) -> float:
+    return max(round(v, 3) for v in values)
+
+
+def _means_table(means: Means, metrics: list[str], baseline: str,
+                 pvalues: dict[str, float | None] | None, sig_metric: str) -> str:
+    best = {k: _best([m[k] for m in means.values() if k in m]) for k in metrics
+            if any(k in m for m in means.values())}
+    header = ["System", *metrics] + ([f"p ({sig_metric} vs baseline)"] if pvalues is not None else [])
+    rows = []
+    base = means.get(baseline, {})
+    for system, m in means.items():
+        cells = [f"{system} (baseline)" if system == baseline else system]
+        for k in metrics:
+            if k not in m:
+                cells.append("-")
+                continue
+            text = _num(m[k])
+            if round(m[k], 3) == best[k]:
+                text = f"**{text}**"
+            if system != baseline and k in base:
+                text += f" ({_delta(m[k] - base[k])})"
+            cells.append(text)
+        if pvalues is not None:
+            cells.append("—" if system == baseline else _pval(pvalues.get(system)))
+        rows.append(cells)
+    return _table(header, rows)
+
+
+def _is_adapted(system: str) -> bool:
+    # A system uses the project's training when its name mentions a fine-tuned or merged model.
+    return "finetuned" in system or "merged" in system
+
+
+def _verdict(means: Means, baseline: str, metric: str, pvalues: dict[str, float | None],
+             test: str, n_queries: int) -> str:
+    others = [s for s in means if s != baseline and metric in means[s]]
+    if metric not in means.get(baseline, {}) or not others:
+        return f"**Verdict:** only one system has {metric}; there is nothing to compare."
+    adapted = [s for s in others if _is_adapted(s)]
+    pool = adapted or others
+    best = max(pool, key=lambda s: means[s][metric])
+    diff = means[best][metric] - means[baseline][metric]
+    p = pvalues.get(best)
+    p_text = "p not available" if p is None else f"p={_pval(p).replace(' *', '')}, {_TEST_NAMES[test]}"
+    p_text += f", {n_queries} queries"
+    subject = "Fine-tuning" if adapted else "Changing the pipeline"
+    which = "the best fine-tuned system" if adapted else "the best other system"
+    significant = p is not None and p < 0.05
+    if diff > 0 and significant:
+        line = (f"**Verdict: {subject} helped.** {best} beats {baseline} by {_delta(diff)} {metric} "
+                f"({p_text}).")
+    elif diff > 0:
+        line = (f"**Verdict: {subject} did NOT clearly help.** {which[0].upper() + which[1:]}, {best}, is ahead "
+                f"of {baseline} by {_delta(diff)} {metric}, but a difference this small could be chance "
+                f"({p_text}).")
+    elif diff < 0 and significant:
+        line = (f"**Verdict: {subject} did NOT help; it hurt.** Even {which}, {best}, is {_delta(diff)} "
+                f"{metric} below {baseline} ({p_text}).")
+    else:
+        line = (f"**Verdict: {subject} did NOT help.** {which[0].upper() + which[1:]}, {best}, is at "
+                f"{_delta(diff)} {metric} against {baseline} ({p_text}).")
+    top = max(means, key=lambda s: means[s].get(metric, -math.inf))
+    if top != best and top != baseline:
+        line += f" Best overall on {metric}: {top} ({_num(means[top][metric])})."
+    elif top == baseline and diff <= 0:
+        line += f" Best overall on {metric}: the baseline itself ({_num(means[baseline][metric])})."
+    return line
+
+
+def _how_to_read(metrics: list[str], baseline: str, sig_metric: str, test: str, n_queries: int) -> str:
+    families = []
+    for k in metrics:
+        family = k.split("@")[0]
+        if family in _EXPLAIN and family not in families:
+            families.append(family)
+    explained = "; ".join(_EXPLAIN[f] for f in families)
+    return (
+        f"Each row is one retrieval pipeline run on the same held-out test queries ({n_queries} queries). "
+        f"Scores run from 0 to 1; higher is better. {explained}. "
+        f"**Bold** marks the best value in each column. The number in parentheses is the difference to "
+        f"the baseline row, {baseline}. The p column is a paired {_TEST_NAMES[test]} on per-query "
+        f"{sig_metric} against the baseline: roughly, how likely a difference at least this large would be "
+        f"if the two systems were really equally good; * marks p < 0.05. With several systems compared, "
+        f"about one in twenty can reach p < 0.05 by chance alone: the p-values are not corrected for "
+        f"multiple comparisons."
+    )
+
+
+def markdown_report(means: Means, per_query: PerQuery, *, baseline: str = "dense:base",
+                    metrics_shown: list[str], significance: str = "randomization", seed: int,
+                    notes: list[str] | tuple[str, ...] = (), groups: dict[str, Means] | None = None,
+                    sig_metric: str = "nDCG@10", trials: int = 10000) -> str:
+    """The evaluation report: main table with deltas and p-values, how to read it, verdict, groups, notes.
+
+    The baseline falls back to the first system when absent; the significance metric falls back to the
+    first shown metric when the per-query rows lack it.
+    """
+    if not means:
+        raise ValueError("markdown_report needs at least one system")
+    if significance not in _TEST_NAMES:
+        raise ValueError(f"significance must be one of {', '.join(_TEST_NAMES)}, got {significance!r}")
+    notes = list(notes)
+    if baseline not in means:
+        first = next(iter(means))
+        notes.insert(0, f"Baseline '{baseline}' was not evaluated; deltas and p-values are against '{first}'.")
+        baseline = first
+    metrics = [k for k in metrics_shown if any(k in m for m in means.values())]
+    base_rows = per_query.get(baseline, {})
+    if not any(sig_metric in row for row in base_rows.values()) and metrics:
+        sig_metric = metrics[0]
+    pvalues: dict[str, float | None] = {}
+    n_queries = len(base_rows)
+    for system in means:
+        if system != baseline:
+            pvalues[system], _ = _paired_p(per_query, system, baseline, sig_metric, significance, seed, trials)
+
+    parts = ["# Retrieval evaluation", "",
+             _verdict(means, baseline, sig_metric, pvalues, significance, n_queries), "",
+             _means_table(means, metrics, baseline, pvalues, sig_metric), "",
+             "## How to read this", "",
+             _how_to_read(metrics, baseline, sig_metric, significance, n_queries), ""]
+    if groups:
+        parts += ["## Per group", "",
+                  "Means over the test queries of each group, deltas against the baseline of that group "
+                  "(no p-values: groups are small).", ""]
+        for group in sorted(groups, key=str):
+            parts += [f"### {group}", "", _means_table(groups[group], metrics, baseline, None, sig_metric), ""]
+    if notes:
+        parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_per_query_csv(path: str | Path, per_query: PerQuery) -> int:
+    """CSV with columns system, qid, then every metric (first-seen order); rows sorted by system, qid."""
+    metrics: list[str] = []
+    for system in sorted(per_query):
+        for row in per_query[system].values():
+            metrics += [k for k in row if k not in metrics]
+    n = 0
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["system", "qid", *metrics])
+        for system in sorted(per_query):
+            rows = per_query[system]
+            for qid in sorted(rows):
+                writer.writerow([system, qid, *(repr(float(rows[qid][k])) if k in rows[qid] else ""
+                                                 for k in metrics)])
+                n += 1
+    return n
+
+
+def safe_name(system: str) -> str:
+    """A file name for a system: 'dense:base + rerank:finetuned' -> 'dense-base+rerank-finetuned'."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", re.sub(r"\s+", "", system)).strip("-") or "system"
+
+
+def trec_order(docs: dict[str, float]) -> list[tuple[str, float]]:
+    """Documents in trec_eval's ranking order: score descending, ties by doc id descending."""
+    return sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+
+
+def write_trec_run(path: str | Path, run: dict[str, dict[str, float]], tag: str) -> int:
+    """TREC run file `qid Q0 docid rank score tag`, queries sorted by id, documents in trec_eval order.
+
+    Ties are written doc id descending, the order trec_eval (and so our metrics) ranks them, so the rank
+    column is the rank that was scored. Whitespace in `tag` is removed (the format is space-separated).
+    """
+    tag = re.sub(r"\s+", "", tag) or "ragtune"
+    n = 0
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid in sorted(run):
+            if re.search(r"\s", qid):
+                raise UserError(f"{path}: cannot write a TREC run: query id {qid!r} contains whitespace")
+            for rank, (docid, score) in enumerate(trec_order(run[qid]), start=1):
+                if re.search(r"\s", docid):
+                    raise UserError(f"{path}: cannot write a TREC run: doc id {docid!r} contains whitespace")
+                f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
+                n += 1
+    return n
+
+
+def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read a TREC run file (6 space-separated columns) -> {qid: {docid: score}}."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    run: dict[str, dict[str, float]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            cols = line.split()
+            if not cols:
+                continue
+            if len(cols) != 6:
+                raise located(path, lineno, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}")
+            qid, _, docid, _, score, _ = cols
+            try:
+                value = float(score)
+            except ValueError:
+                raise located(path, lineno, f"not a number: '{score}'", "score") from None
+            docs = run.setdefault(qid, {})
+            if docid in docs:
+                raise located(path, lineno, f"document '{docid}' appears twice for query '{qid}'")
+            docs[docid] = value
+    return run
+
+
+# ---------------------------------------------------------------- plot data
+
+
+def recall_curve_rows(means: Means, cutoffs: list[int] | None = None) -> list[dict]:
+    """Rows (system, k, recall) for a recall-vs-depth plot; `cutoffs` None = every R@k present."""
+    rows = []
+    for system, m in means.items():
+        ks = cutoffs if cutoffs is not None else sorted(int(k[2:]) for k in m if k.startswith("R@"))
+        rows += [{"system": system, "k": k, "recall": m[f"R@{k}"]} for k in ks if f"R@{k}" in m]
+    return rows
+
+
+def ndcg_bar_rows(means: Means, metric: str = "nDCG@10") -> list[dict]:
+    """Rows (system, nDCG@10) for a bar plot of the headline metric."""
+    return [{"system": system, metric: m[metric]} for system, m in means.items() if metric in m]

@@ -1,0 +1,181 @@
+"""Train / val / test splits of the queries, with leakage checks that hold after every split.
+
+Splits the source already has are honoured (SciFact's test stays test); what is missing is carved,
+seeded, from train (val) or from "all" (val and test). With `group_by`, whole groups (a conversation,
+a domain) move together so no group is in two splits. After splitting, these always hold:
+- no query id is in two splits, and no group is;
+- no train query text equals (case/whitespace-insensitive) a val or test query text: such train
+  queries are dropped and counted, so the model never trains on an evaluation question;
+- no train query is a test positive (same id as a test positive document, or the same text):
+  dropped and counted;
+- every kept query has at least one positive judgment (score > 0); others are dropped and counted.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from .errors import UserError
+from .io import Qrels
+from .querygen import normalize
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# Names sources use for their splits, mapped onto ours ("dev" is BEIR's usual name for validation).
+ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
+           "test": "test", "all": "all"}
+
+
+def _positive(qrels: Qrels) -> tuple[Qrels, int]:
+    """Keep only queries with a judgment > 0; return them and how many were dropped."""
+    kept = {q: dict(d) for q, d in qrels.items() if any(s > 0 for s in d.values())}
+    return kept, len(qrels) - len(kept)
+
+
+def _group(qid: str, queries: dict, group_by: str | None) -> str:
+    if not group_by:
+        return qid
+    value = queries.get(qid, {}).get("metadata", {}).get(group_by)
+    # A query without the key is its own group: nothing to keep together.
+    return f"group:{value}" if value is not None else f"query:{qid}"
+
+
+def _carve(qrels: Qrels, fraction: float, queries: dict, group_by: str | None,
+           rng: random.Random) -> tuple[Qrels, Qrels]:
+    """Move about `fraction` of the queries (whole groups, shuffled) out of `qrels`: (rest, carved)."""
+    if fraction <= 0 or not qrels:
+        return qrels, {}
+    groups: dict[str, list[str]] = {}
+    for qid in sorted(qrels):
+        groups.setdefault(_group(qid, queries, group_by), []).append(qid)
+    order = sorted(groups)
+    rng.shuffle(order)
+    target = round(fraction * len(qrels))
+    carved: set[str] = set()
+    for g in order:
+        if len(carved) >= target:
+            break
+        carved.update(groups[g])
+    return ({q: d for q, d in qrels.items() if q not in carved},
+            {q: d for q, d in qrels.items() if q in carved})
+
+
+def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, Qrels], cfg: dict,
+                  seed: int, corpus: dict[str, dict[str, str]] | None = None
+                  ) -> tuple[dict[str, Qrels], dict[str, Any]]:
+    """Split judged queries into {"train","val","test"} qrels; `cfg` is params["prepare"].
+
+    `qrels_by_split` maps the source's split names (train/dev/val/test/all) to qrels. `corpus`, when
+    given, lets the test-positive check compare texts too. Returns (split qrels, stats for
+    metrics/splits.json).
+    """
+    rng = random.Random(seed)
+    group_by = cfg.get("group_by")
+    val_fraction, test_fraction = cfg.get("val_fraction", 0.1), cfg.get("test_fraction", 0.2)
+    stats: dict[str, Any] = {"source_splits": sorted(qrels_by_split), "group_by": group_by,
+                             "dropped": {"no_positive": 0, "unknown_query": 0, "duplicate_of_eval_text": 0,
+                                         "test_positive_as_query": 0}}
+
+    given: dict[str, Qrels] = {}
+    for name in sorted(qrels_by_split):
+        ours = ALIASES.get(name.lower())
+        if ours is None:
+            raise UserError(f"qrels/{name}.tsv: unknown split name '{name}'; use train, val (or dev), "
+                            f"test, or all")
+        if ours in given:
+            raise UserError(f"qrels/{name}.tsv: split '{ours}' given twice")
+        qrels, dropped = _positive(qrels_by_split[name])
+        stats["dropped"]["no_positive"] += dropped
+        unknown = sorted(q for q in qrels if q not in queries)
+        if unknown:  # ingest validates this; count rather than crash on hand-made prepared inputs
+            stats["dropped"]["unknown_query"] += len(unknown)
+            qrels = {q: d for q, d in qrels.items() if q in queries}
+        given[ours] = qrels
+    if "all" in given and len(given) > 1:
+        raise UserError("qrels: give either qrels/all.tsv or train/val/test files, not both")
+    _check_given(given, queries, group_by)
+
+    carved = []
+    if "all" in given:
+        rest, test = _carve(given["all"], test_fraction, queries, group_by, rng)
+        # val_fraction is a share of all queries: rescale it to what is left after test.
+        rest, val = _carve(rest, val_fraction / (1 - test_fraction), queries, group_by, rng)
+        splits, carved = {"train": rest, "val": val, "test": test}, ["val", "test"]
+    else:
+        splits = {s: given.get(s, {}) for s in SPLITS}
+        n_train = len(splits["train"])
+        for s, fraction in (("test", test_fraction), ("val", val_fraction)):
+            if s not in given:  # carved from train; fractions are shares of the train queries given
+                splits["train"], splits[s] = _carve(splits["train"], fraction * n_train / max(
+                    len(splits["train"]), 1), queries, group_by, rng)
+                carved.append(s)
+    stats["carved"] = carved
+    if not any(splits.values()):
+        raise UserError("no judged queries with a positive score: nothing to split")
+
+    _drop_leaks(splits, queries, corpus, stats)
+
+    for s in SPLITS:
+        qs = splits[s]
+        stats[s] = {"queries": len(qs), "judgments": sum(len(d) for d in qs.values()),
+                    "positives": sum(sum(v > 0 for v in d.values()) for d in qs.values()),
+                    "groups": len({_group(q, queries, group_by) for q in qs})}
+    log.info("splits: train %d, val %d, test %d queries (carved: %s); dropped %s", stats["train"]["queries"],
+             stats["val"]["queries"], stats["test"]["queries"], ", ".join(carved) or "none", stats["dropped"])
+    _assert_guarantees(splits, queries, group_by)
+    return splits, stats
+
+
+def _check_given(given: dict[str, Qrels], queries: dict, group_by: str | None) -> None:
+    """The splits the user gave must already be disjoint in query ids and (with group_by) groups:
+    otherwise it is their data, so say which files and which id."""
+    names = sorted(given)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(set(given[a]) & set(given[b]))
+            if both:
+                raise UserError(f"qrels/{a}.tsv and qrels/{b}.tsv: {len(both)} query id(s) in both "
+                                f"splits, e.g. '{both[0]}'; a query must be in one split only")
+            if group_by:
+                ga = {_group(q, queries, group_by) for q in given[a]}
+                shared = sorted(ga & {_group(q, queries, group_by) for q in given[b]})
+                if shared:
+                    raise UserError(f"qrels/{a}.tsv and qrels/{b}.tsv: {len(shared)} group(s) of "
+                                    f"metadata '{group_by}' in both splits, e.g. "
+                                    f"{shared[0].split(':', 1)[1]!r}; with prepare.group_by set, "
+                                    f"no group may be in two splits")
+
+
+def _drop_leaks(splits: dict[str, Qrels], queries: dict, corpus: dict | None, stats: dict) -> None:
+    eval_texts = {normalize(queries[q]["text"]) for s in ("val", "test") for q in splits[s]}
+    test_pos = {d for q in splits["test"] for d, v in splits["test"][q].items() if v > 0}
+    test_pos_texts = {normalize(corpus[d]["text"]) for d in test_pos if corpus and d in corpus}
+    for q in sorted(splits["train"]):
+        text = normalize(queries[q]["text"])
+        if text in eval_texts:
+            stats["dropped"]["duplicate_of_eval_text"] += 1
+        elif q in test_pos or text in test_pos_texts:
+            stats["dropped"]["test_positive_as_query"] += 1
+        else:
+            continue
+        del splits["train"][q]
+
+
+def _assert_guarantees(splits: dict[str, Qrels], queries: dict, group_by: str | None) -> None:
+    """What every split must satisfy; a failure here is a bug in this module, not in the input."""
+    seen: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    for s in SPLITS:
+        for q, docs in splits[s].items():
+            assert q not in seen, f"query {q} in {seen[q]} and {s}"
+            seen[q] = s
+            assert any(v > 0 for v in docs.values()), f"query {q} in {s} has no positive"
+            g = _group(q, queries, group_by)
+            assert groups.setdefault(g, s) == s, f"group {g} in {groups[g]} and {s}"
+    eval_texts = {normalize(queries[q]["text"]) for s in ("val", "test") for q in splits[s]}
+    test_pos = {d for docs in splits["test"].values() for d, v in docs.items() if v > 0}
+    for q in splits["train"]:
+        assert normalize(queries[q]["text"]) not in eval_texts, f"train query {q} repeats an eval query"
+        assert q not in test_pos, f"train query {q} is a test positive"

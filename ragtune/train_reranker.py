@@ -1,0 +1,457 @@
+"""Fine-tune a cross-encoder reranker with FlagEmbedding's encoder-only reranker trainer, in-process.
+
+What FlagEmbedding 1.4.2 gives: tokenisation of (query, passage) pairs, the collator, the listwise loss
+(softmax cross-entropy over a group of 1 positive + group_size-1 negatives) and its HF Trainer subclass.
+What this module adds around it:
+- a bi-encoder base (a sentence-transformers folder such as all-MiniLM-L6-v2) first becomes a
+  cross-encoder with a fresh, seeded 1-logit head; a real cross-encoder is used as is;
+- groups come from memory (no `datasets` cache on disk) and mix hard negatives with random passages
+  from other groups (hard-only training makes deep reranking worse), seeded per (seed, epoch, group);
+- val reranking nDCG@10 before training, every `eval_steps` and after each epoch; the best model is
+  kept in checkpoint_dir/best and written to out_dir at the end (LoRA adapters merged);
+- two fixes to FlagEmbedding: losses are grouped by group size (its `view(train_batch_size, -1)`
+  mis-groups or crashes on a last partial batch), and resume loads the checkpoint's weights into the
+  inner model (the Trainer loads them with strict=False into the wrapper, whose keys never match, so
+  a resume silently restarted from the base weights).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, located
+from .io import atomic_output, iter_jsonl, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+HEAD_PREFIXES = ("classifier", "score")  # where HF sequence-classification models keep their head
+BEST = "best"
+START = "start"
+STATE = "best.json"
+
+
+# ---------------------------------------------------------------- models
+
+
+def is_trained_reranker(path: str | Path) -> bool:
+    """True when `path` is a 1-logit sequence-classification model whose weights include its head.
+
+    A sentence-transformers bi-encoder (all-MiniLM-L6-v2) is False: loading it as a reranker gives a
+    random head, so "rerank:base" would only measure noise. Hub ids are judged by their config alone.
+    """
+    p = Path(path)
+    if p.is_dir():
+        config_file = p / "config.json"
+        if not config_file.is_file():
+            return False
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return False
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config = json.loads(Path(hf_hub_download(str(path), "config.json")).read_text(encoding="utf-8"))
+        except Exception:  # offline, unknown id, gated: not something we can call trained
+            return False
+    if not any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return False
+    num_labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
+    if num_labels != 1:
+        return False
+    if not p.is_dir():
+        return True
+    keys = _weight_keys(p)
+    if keys is None:  # only pickle weights: the config is all we can read without unpickling
+        return True
+    return any(k.split(".")[0] in HEAD_PREFIXES for k in keys)
+
+
+def _weight_keys(p: Path) -> list[str] | None:
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        return list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+    files = sorted(p.glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    keys: list[str] = []
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            keys.extend(st.keys())
+    return keys
+
+
+def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
+    """Save `src`'s encoder with a fresh, seeded 1-logit head as an HF sequence-classification folder.
+
+    Same result as `CrossEncoder(src, num_labels=1).save(dst)` (which calls the same transformers
+    loader) without importing sentence-transformers; the seed makes the head repeatable.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src)
+        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, ignore_mismatched_sizes=True)
+    except OSError as e:
+        raise UserError(f"reranker.base '{src}': cannot load: {e}") from None
+    with atomic_output(dst, is_dir=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    log.info("converted %s into a cross-encoder with a fresh 1-logit head: %s", src, dst)
+    return str(dst)
+
+
+# ---------------------------------------------------------------- data
+
+
+def read_groups(path: str | Path, *, need_neg: bool = True) -> list[dict[str, Any]]:
+    """FlagEmbedding jsonl -> [{"query", "pos", "neg"}]; malformed lines raise UserError with file:line."""
+    groups = []
+    for lineno, obj in iter_jsonl(path):
+        query = obj.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise located(path, lineno, "missing or empty query", "query")
+        for field in ("pos", "neg"):
+            value = obj.get(field, [])
+            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+                raise located(path, lineno, "expected a list of non-empty strings", field)
+        if not obj.get("pos"):
+            raise located(path, lineno, "no positive passage", "pos")
+        groups.append({"query": query, "pos": list(obj["pos"]), "neg": list(obj.get("neg", []))})
+    if not groups:
+        raise UserError(f"{path}: no groups")
+    if need_neg and not any(g["neg"] for g in groups) and len(groups) < 2:
+        raise UserError(f"{path}: no negatives and no other group to draw random negatives from")
+    return groups
+
+
+def text_pool(groups: list[dict[str, Any]]) -> list[str]:
+    """Every passage text of every group, first occurrence order: the random-negative pool."""
+    return list(dict.fromkeys(t for g in groups for t in g["pos"] + g["neg"]))
+
+
+def sample_group(group: dict[str, Any], pool: list[str], group_size: int, n_random: int,
+                 rng: random.Random) -> list[str]:
+    """One training group: a positive, then hard negatives, then `n_random` random passages.
+
+    The random ones come from `pool` minus this group's positives. Groups with too few hard negatives
+    repeat them (as FlagEmbedding does); groups with none use random passages only.
+    """
+    pos = rng.choice(group["pos"])
+    hard = group["neg"]
+    n_random = min(n_random, group_size - 1)
+    if not hard:
+        n_random = group_size - 1
+    n_hard = group_size - 1 - n_random
+    if len(hard) >= n_hard:
+        negs = rng.sample(hard, n_hard)
+    else:
+        negs = rng.sample(hard * math.ceil(n_hard / len(hard)), n_hard)
+    own = set(group["pos"])
+    for _ in range(n_random):
+        for _try in range(20):
+            text = pool[rng.randrange(len(pool))]
+            if text not in own:
+                break
+        negs.append(text)
+    return [pos] + negs
+
+
+# ---------------------------------------------------------------- metric
+
+
+def ndcg_at_k(scores, labels, k: int = 10) -> float:
+    """Binary-gain nDCG@k of one ranked list (ties broken by input order)."""
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:k]
+    dcg = sum(1.0 / math.log2(r + 2) for r, i in enumerate(order) if labels[i])
+    ideal = sum(1.0 / math.log2(r + 2) for r in range(min(k, int(sum(1 for x in labels if x)))))
+    return dcg / ideal if ideal > 0 else 0.0
+
+
+def val_ndcg(model, tokenizer, val_groups: list[dict[str, Any]], *, max_length: int, batch_size: int,
+             device: str, n_negatives: int) -> float:
+    """Mean nDCG@10 over val queries of ranking each query's positives + first `n_negatives` negatives."""
+    from .rerank import score_loaded
+
+    pairs, spans = [], []
+    for g in val_groups:
+        texts = g["pos"] + g["neg"][:n_negatives]
+        spans.append((len(pairs), len(g["pos"]), len(texts)))
+        pairs.extend((g["query"], t) for t in texts)
+    scores = score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length,
+                          device=device, desc="val")
+    values = [ndcg_at_k(scores[s:s + n], [1] * n_pos + [0] * (n - n_pos))
+              for s, n_pos, n in spans]
+    return float(sum(values) / len(values))
+
+
+# ---------------------------------------------------------------- FlagEmbedding glue (lazy imports)
+
+
+def _flag_classes():
+    """Subclasses of FlagEmbedding's model, dataset and trainer; built on first use (heavy imports)."""
+    import torch
+    from FlagEmbedding.abc.finetune.reranker import AbsRerankerTrainDataset
+    from FlagEmbedding.abc.finetune.reranker.AbsModeling import RerankerOutput
+    from FlagEmbedding.finetune.reranker.encoder_only.base import (
+        CrossEncoderModel,
+        EncoderOnlyRerankerTrainer,
+    )
+
+    class GroupedCrossEncoder(CrossEncoderModel):
+        """FlagEmbedding's model with the listwise loss grouped by group size, not by batch size."""
+
+        def __init__(self, base_model, tokenizer, group_size: int):
+            super().__init__(base_model, tokenizer=tokenizer, train_batch_size=1)
+            self.group_size = group_size
+
+        def forward(self, pair=None, teacher_scores=None):
+            logits = self.encode(pair)
+            loss = None
+            if self.training:
+                grouped = logits.view(-1, self.group_size)
+                target = torch.zeros(grouped.size(0), device=grouped.device, dtype=torch.long)
+                loss = self.compute_loss(grouped, target)
+            return RerankerOutput(loss=loss, scores=logits)
+
+    class GroupDataset(AbsRerankerTrainDataset):
+        """FlagEmbedding's dataset over in-memory groups with seeded hard + random negative mixing."""
+
+        def __init__(self, args, tokenizer, groups, group_size: int, n_random: int, seed: int):
+            # Not calling super().__init__: it reads files through a `datasets` cache we don't want.
+            self.args, self.tokenizer = args, tokenizer
+            self.max_length = args.query_max_len + args.passage_max_len
+            self.dataset = groups
+            self.pool = text_pool(groups)
+            self.group_size, self.n_random, self.seed = group_size, n_random, seed
+            self.epoch = 0
+
+        def __getitem__(self, item):
+            # A fresh rng per (seed, epoch, group): same groups whatever the order, and on resume.
+            rng = random.Random(f"{self.seed}:{self.epoch}:{item}")
+            group = self.dataset[item]
+            texts = sample_group(group, self.pool, self.group_size, self.n_random, rng)
+            return [self.create_one_example(group["query"], t) for t in texts], None
+
+    class Trainer(EncoderOnlyRerankerTrainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            # Checkpoints hold the inner HF model's keys; load them there (see module docstring).
+            super()._load_from_checkpoint(resume_from_checkpoint, model=self.model.model)
+
+    return GroupedCrossEncoder, GroupDataset, Trainer
+
+
+def _add_lora(model, cfg: dict):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"],
+                        lora_dropout=0.0, target_modules=list(cfg["lora_target_modules"]))
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as e:
+        raise UserError(f"params.yaml: reranker.lora_target_modules: {e}") from None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("LoRA r=%d alpha=%d on %s: %d of %d parameters trainable", cfg["lora_r"], cfg["lora_alpha"],
+             cfg["lora_target_modules"], trainable, total)
+    return model
+
+
+def _save_model(model, tokenizer, dst: Path) -> None:
+    """Save an HF model (or a PEFT model's adapter + head) with its tokenizer, atomically."""
+    with atomic_output(dst, is_dir=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
+    """Write the best model to out_dir as a plain HF folder; a LoRA adapter is merged into its base."""
+    if (best_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        base = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1)
+        merged = PeftModel.from_pretrained(base, str(best_dir)).merge_and_unload()
+        _save_model(merged, AutoTokenizer.from_pretrained(start), out_dir)
+        return
+    with atomic_output(out_dir, is_dir=True) as tmp:
+        for f in sorted(best_dir.iterdir()):
+            if f.is_file() and f.name != "training_args.bin":
+                shutil.copy2(f, tmp / f.name)
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
+                   seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
+                   resume: bool = False) -> dict:
+    """Fine-tune `base` on the groups in train_path; save the val-best model to out_dir; return stats."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    train_path, val_path = Path(train_path), Path(val_path)
+    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
+    train_groups = read_groups(train_path)
+    val_groups = read_groups(val_path, need_neg=False)
+    group_size, n_random = cfg["group_size"], cfg["random_negatives"]
+    log.info("reranker training: %d train groups (%s), %d val queries (%s), group size %d (%d random)",
+             len(train_groups), train_path, len(val_groups), val_path, group_size, min(n_random, group_size - 1))
+
+    import transformers
+    from FlagEmbedding.abc.finetune.reranker import (
+        AbsRerankerCollator,
+        AbsRerankerDataArguments,
+        AbsRerankerTrainingArguments,
+    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+
+    from .models import pick_device, resolve_model, seed_everything
+
+    device = pick_device(device)
+    if not resume and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)  # a fresh run must not pick up a previous run's best model
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    source = resolve_model(base)
+    trained = is_trained_reranker(source)
+    if trained:
+        start = source
+    elif (checkpoint_dir / START / "config.json").is_file():
+        start = str(checkpoint_dir / START)  # resume: the head converted by the interrupted run
+    else:
+        start = convert_to_cross_encoder(source, checkpoint_dir / START, seed)
+
+    seed_everything(seed)
+    transformers.set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1)
+    limits = [cfg["max_length"], getattr(hf_model.config, "max_position_embeddings", None) or 10**9]
+    if tokenizer.model_max_length and tokenizer.model_max_length < 10**6:
+        limits.append(tokenizer.model_max_length)
+    max_length = min(limits)
+    if max_length < cfg["max_length"]:
+        log.warning("reranker.max_length %d exceeds what %s takes; using %d", cfg["max_length"], start, max_length)
+    if cfg["lora"]:
+        hf_model = _add_lora(hf_model, cfg)
+
+    GroupedCrossEncoder, GroupDataset, Trainer = _flag_classes()
+    query_max_len = min(64, max_length // 4)  # queries are short; FlagEmbedding's default is 32
+    data_args = AbsRerankerDataArguments(train_data=[str(train_path)], train_group_size=group_size,
+                                         query_max_len=query_max_len,
+                                         passage_max_len=max_length - query_max_len)
+    dataset = GroupDataset(data_args, tokenizer, train_groups, group_size, n_random, seed)
+    collator = AbsRerankerCollator(tokenizer=tokenizer, query_max_len=data_args.query_max_len,
+                                   passage_max_len=data_args.passage_max_len, padding=True, return_tensors="pt")
+    model = GroupedCrossEncoder(hf_model, tokenizer, group_size)
+
+    steps_per_epoch = math.ceil(len(train_groups) / cfg["batch_size"])
+    total_steps = steps_per_epoch * epochs
+    eval_steps = cfg["eval_steps"]
+    args = AbsRerankerTrainingArguments(
+        output_dir=str(checkpoint_dir), num_train_epochs=epochs, per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=cfg["lr"], warmup_steps=int(round(cfg["warmup"] * total_steps)), weight_decay=0.0,
+        logging_steps=max(1, total_steps // 50), save_strategy="steps" if eval_steps else "epoch",
+        save_steps=eval_steps or 500, save_total_limit=1, seed=seed, data_seed=seed,
+        use_cpu=device == "cpu", report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
+        fp16=False, bf16=False, gradient_checkpointing=False, disable_tqdm=False)
+
+    best_dir, state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
+    state = read_json(state_file) if resume and state_file.is_file() else {"history": [], "best_step": None}
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        # No DVC experiment and no dvc.yaml of its own: the pipeline's dvc.yaml declares the plots.
+        live = Live(dir=str(live_dir), resume=resume and bool(state["history"]), save_dvc_exp=False,
+                    dvcyaml=None, report=None)
+
+    def evaluate(step: int, wrapper) -> None:
+        if state["history"] and state["history"][-1]["step"] == step:
+            return
+        score = val_ndcg(wrapper.model, tokenizer, val_groups, max_length=max_length,
+                         batch_size=max(8, cfg["batch_size"] * group_size), device=device,
+                         n_negatives=cfg["val_negatives"])
+        state["history"].append({"step": step, "ndcg@10": round(score, 6)})
+        best = max((h["ndcg@10"] for h in state["history"][:-1]), default=None)
+        improved = best is None or score > best
+        log.info("val nDCG@10 at step %d: %.4f%s", step, score, " (best so far)" if improved else "")
+        if live is not None:
+            live.step = step
+            live.log_metric("val/ndcg@10", score)
+        if improved:
+            _save_model(wrapper.model, tokenizer, best_dir)
+            state["best_step"] = step
+        write_json(state_file, state)
+
+    class Validation(TrainerCallback):
+        def on_train_begin(self, args, st, control, model=None, **kwargs):
+            if not state["history"]:
+                evaluate(0, model)
+
+        def on_epoch_begin(self, args, st, control, **kwargs):
+            dataset.epoch = int(st.epoch + 1e-6)
+
+        def on_step_end(self, args, st, control, model=None, **kwargs):
+            if eval_steps and st.global_step % eval_steps == 0:
+                evaluate(st.global_step, model)
+
+        def on_epoch_end(self, args, st, control, model=None, **kwargs):
+            evaluate(st.global_step, model)
+
+        def on_log(self, args, st, control, **kwargs):
+            if live is not None:
+                live.step = st.global_step  # curves against optimizer steps, like val nDCG
+
+    callbacks: list = [Validation()]
+    if live is not None:
+        from dvclive.huggingface import DVCLiveCallback
+
+        callbacks.append(DVCLiveCallback(live=live))
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer, callbacks=callbacks)
+    last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None
+    if resume and last is None:
+        log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
+    log.info("training %d epochs x %d steps (batch %d groups of %d, max_length %d, lr %g, lora %s) on %s",
+             epochs, steps_per_epoch, cfg["batch_size"], group_size, max_length, cfg["lr"], cfg["lora"], device)
+    result = trainer.train(resume_from_checkpoint=last)  # DVCLiveCallback ends `live` on train end
+
+    if not best_dir.is_dir():
+        raise UserError(f"{checkpoint_dir}: no best model was saved; rerun without resume")
+    _finalize(best_dir, start, out_dir)
+    history = state["history"]
+    best = max(history, key=lambda h: h["ndcg@10"])
+    stats = {
+        "base": base,
+        "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
+        "groups": len(train_groups),
+        "val_queries": len(val_groups),
+        "epochs": epochs,
+        "steps": trainer.state.global_step,
+        "group_size": group_size,
+        "random_negatives": min(n_random, group_size - 1),
+        "max_length": max_length,
+        "lr": cfg["lr"],
+        "lora": cfg["lora"],
+        "train_loss": round(float(result.training_loss), 6),
+        "val_ndcg@10_before": history[0]["ndcg@10"],
+        "val_ndcg@10_after": history[-1]["ndcg@10"],
+        "val_ndcg@10_best": best["ndcg@10"],
+        "best_step": state["best_step"],
+        "history": history,
+        "wall_seconds": round(time.perf_counter() - wall0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+    }
+    log.info("reranker: val nDCG@10 %.4f before, %.4f after, best %.4f at step %s -> %s",
+             stats["val_ndcg@10_before"], stats["val_ndcg@10_after"], stats["val_ndcg@10_best"],
+             stats["best_step"], out_dir)
+    return stats

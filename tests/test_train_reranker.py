@@ -1,0 +1,155 @@
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from ragtune.errors import UserError
+from ragtune.io import write_jsonl
+from ragtune.params import defaults
+from ragtune.train_reranker import (
+    is_trained_reranker,
+    ndcg_at_k,
+    read_groups,
+    sample_group,
+    text_pool,
+    train_reranker,
+)
+
+TOPICS = ["python", "function", "module", "class", "method", "string", "file", "error", "index", "token",
+          "corpus", "model", "query", "search", "split", "value"]
+
+
+def _groups(topics, seed):
+    """Easy groups: the positive repeats the query's word; negatives are about other words."""
+    rng = random.Random(seed)
+    out = []
+    for t in topics:
+        others = [o for o in TOPICS if o != t]
+        out.append({"query": f"{t} {t}",
+                    "pos": [f"the {t} is a {t} of the {t}"],
+                    "neg": [f"the {o} is a {o} of the {o}" for o in rng.sample(others, 5)]})
+    return out
+
+
+@pytest.fixture
+def data(tmp_path):
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    write_jsonl(train, _groups(TOPICS * 2, 0))
+    write_jsonl(val, _groups(TOPICS[:8], 1))
+    return train, val
+
+
+def _cfg(**over):
+    cfg = defaults()["reranker"]
+    cfg.update(max_length=32, group_size=4, batch_size=4, lr=3e-3, warmup=0.0, random_negatives=1)
+    cfg.update(over)
+    return cfg
+
+
+def _train(tiny_model, data, tmp_path, name="out", epochs=1, resume=False, live=True, **over):
+    train, val = data
+    return train_reranker(base=tiny_model, train_path=train, val_path=val, out_dir=tmp_path / name,
+                          cfg=_cfg(**over), epochs=epochs, seed=7, device="cpu",
+                          checkpoint_dir=tmp_path / f"ckpt-{name}",
+                          live_dir=tmp_path / f"live-{name}" if live else None, resume=resume)
+
+
+def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny_model, data, tmp_path):
+    stats = _train(tiny_model, data, tmp_path, epochs=2)
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file() and not (out / "training_args.bin").exists()
+    assert not list(tmp_path.glob(".out.tmp-*"))
+    assert is_trained_reranker(out) and not is_trained_reranker(tiny_model)
+    for key in ("groups", "steps", "val_ndcg@10_before", "val_ndcg@10_after", "val_ndcg@10_best", "best_step",
+                "wall_seconds", "cpu_seconds", "history"):
+        assert key in stats
+    assert stats["groups"] == 32 and stats["steps"] == 16  # 2 epochs x 8 batches of 4 groups
+    assert [h["step"] for h in stats["history"]] == [0, 8, 16]
+    assert stats["val_ndcg@10_best"] == max(h["ndcg@10"] for h in stats["history"])
+    # The easy task is learnt: the head and encoder really train through FlagEmbedding's loss.
+    assert stats["val_ndcg@10_best"] > stats["val_ndcg@10_before"] + 0.1
+
+    from FlagEmbedding import FlagReranker
+    from sentence_transformers import CrossEncoder
+
+    pairs = [["python python", "the python is a python"], ["python python", "the error of the file"],
+             ["file", "the file is a file"]]
+    flag = FlagReranker(str(out), use_fp16=False, devices="cpu", normalize=True).compute_score(pairs)
+    ce = CrossEncoder(str(out), device="cpu").predict(pairs)
+    assert flag == pytest.approx([float(x) for x in ce], abs=1e-5)
+
+    metrics = Path(tmp_path / "live-out" / "plots" / "metrics")
+    assert (metrics / "val" / "ndcg@10.tsv").read_text().splitlines()[1:] != []
+    assert (metrics / "train" / "loss.tsv").is_file() or (metrics / "loss.tsv").is_file()
+
+
+def test_same_seed_same_bytes_and_resume_continues(tiny_model, data, tmp_path):
+    _train(tiny_model, data, tmp_path, name="a", epochs=2, live=False)
+    _train(tiny_model, data, tmp_path, name="b", epochs=2, live=False)
+    weights = lambda n: (tmp_path / n / "model.safetensors").read_bytes()  # noqa: E731
+    assert weights("a") == weights("b")
+    # One epoch, then resume to two: the same model as two epochs straight (checkpoint weights,
+    # optimizer, data order and negative sampling all restored).
+    _train(tiny_model, data, tmp_path, name="c", epochs=1, live=False)
+    stats = _train(tiny_model, data, tmp_path, name="c", epochs=2, resume=True, live=False)
+    assert stats["steps"] == 16 and [h["step"] for h in stats["history"]] == [0, 8, 16]
+    assert weights("c") == weights("a")
+
+
+def test_lora_is_merged_into_a_plain_model(tiny_model, data, tmp_path):
+    stats = _train(tiny_model, data, tmp_path, lora=True, lora_r=4, lora_alpha=8, lr=1e-2, live=False,
+                   eval_steps=4)
+    out = tmp_path / "out"
+    assert not (out / "adapter_config.json").exists()
+    from safetensors.torch import load_file
+
+    sd = load_file(str(out / "model.safetensors"))
+    assert not any("lora" in k for k in sd)
+    start = load_file(str(tmp_path / "ckpt-out" / "start" / "model.safetensors"))
+    assert [h["step"] for h in stats["history"]] == [0, 4, 8]
+    if stats["best_step"]:  # a trained best: merged weights differ from the start model's
+        assert any(not (sd[k] == start[k]).all() for k in sd if k in start and "encoder" in k)
+    from ragtune.rerank import score_pairs
+
+    assert score_pairs(str(out), [("python", "the python")], batch_size=2, max_length=32).shape == (1,)
+
+
+def test_bad_lora_targets_name_the_param(tiny_model, data, tmp_path):
+    with pytest.raises(UserError, match="reranker.lora_target_modules"):
+        _train(tiny_model, data, tmp_path, lora=True, lora_target_modules=["nonexistent"], live=False)
+
+
+def test_read_groups_names_file_and_line(tmp_path):
+    p = tmp_path / "g.jsonl"
+    p.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": []}) + "\n"
+                 + json.dumps({"query": "q", "pos": "a", "neg": []}) + "\n")
+    with pytest.raises(UserError, match=r"g.jsonl:2: field 'pos'"):
+        read_groups(p)
+    p.write_text(json.dumps({"query": "q", "pos": ["a"], "neg": []}) + "\n")
+    with pytest.raises(UserError, match="no negatives"):
+        read_groups(p)
+
+
+def test_sample_group_mixes_hard_and_random_negatives():
+    groups = [{"query": "q0", "pos": ["p0"], "neg": ["h1", "h2", "h3"]},
+              {"query": "q1", "pos": ["p1"], "neg": ["x1", "x2"]}]
+    pool = text_pool(groups)
+    for seed in range(20):
+        texts = sample_group(groups[0], pool, 5, 2, random.Random(seed))
+        assert texts[0] == "p0" and len(texts) == 5
+        assert set(texts[1:3]) <= {"h1", "h2", "h3"} and len(set(texts[1:3])) == 2
+        assert "p0" not in texts[3:]
+    # Too few hard negatives repeat; no hard negatives at all means random only.
+    assert set(sample_group(groups[1], pool, 6, 1, random.Random(0))[1:5]) <= {"x1", "x2"}
+    only_random = sample_group({"query": "q", "pos": ["p0"], "neg": []}, pool, 4, 1, random.Random(0))
+    assert len(only_random) == 4 and "p0" not in only_random[1:]
+    assert sample_group(groups[0], pool, 5, 2, random.Random(3)) == sample_group(groups[0], pool, 5, 2,
+                                                                                  random.Random(3))
+
+
+def test_ndcg_at_k():
+    assert ndcg_at_k([3, 2, 1], [1, 0, 0]) == 1.0
+    assert ndcg_at_k([1, 2, 3], [1, 0, 0]) == pytest.approx(0.5)
+    assert ndcg_at_k([0.1] * 12 + [0.0], [0] * 12 + [1]) == 0.0
+    assert ndcg_at_k([3, 2, 1], [0, 0, 0]) == 0.0
