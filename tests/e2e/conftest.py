@@ -55,6 +55,7 @@ def project(tmp_path, tiny_model) -> Path:
     run(["git", "config", "user.name", "test"], repo)
     run(["dvc", "init", "-q"], repo)
     run(["dvc", "config", "core.analytics", "false"], repo)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots", dirs_exist_ok=True)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "init"], repo)
     return repo
