@@ -6,7 +6,6 @@ with BM25 is the one with the best val nDCG@10.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from .cli import summary
@@ -16,15 +15,12 @@ from .io import read_corpus, read_queries, read_qrels, write_json, write_text
 log = logging.getLogger(__name__)
 
 BASELINE = "dense:base"
-TABLE_METRICS = ["nDCG@10", "MRR@10", "R@10", "R@100"]
+# The report's columns: the headline metrics, whichever of them the cutoffs in params produce.
+REPORT_METRICS = ["nDCG@10", "MRR@10", "R@10", "R@100", "P@10", "MAP@100", "Hit@10"]
 
 
 def system_name(first_stage: str, reranker: str) -> str:
     return first_stage if reranker == "none" else f"{first_stage} + rerank:{reranker}"
-
-
-def slug(system: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", system).strip("_")
 
 
 def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
@@ -77,7 +73,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
              cache_dir: Path) -> dict:
     from .metrics import evaluate_run, metric_names
     from .models import pick_device
-    from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows,
+    from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows, safe_name,
                          write_per_query_csv, write_trec_run)
     from .rerank import rerank
     from .train_reranker import is_trained_reranker
@@ -116,19 +112,20 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     results = {s: dict(m, **({"by_group": groups[s]} if groups else {})) for s, m in means.items()}
 
     write_json(metrics_dir / "eval.json", results)
-    shown = [m for m in metric_names(cfg) if m in TABLE_METRICS] or metric_names(cfg)[:4]
+    shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "
              f"{cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
              f"(best dense model on val)."]
-    report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=metric_names(cfg),
-                             significance=cfg["significance"], seed=params["seed"], notes=notes)
+    report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
+                             significance=cfg["significance"], seed=params["seed"], notes=notes,
+                             groups=_by_group_means(groups))
     write_text(metrics_dir / "report.md", report)
     write_per_query_csv(metrics_dir / "per_query.csv", per_query)
     for system, run in test_runs.items():
-        write_trec_run(metrics_dir / "runs" / f"{slug(system)}.trec", run, slug(system))
+        write_trec_run(metrics_dir / "runs" / f"{safe_name(system)}.trec", run, safe_name(system))
     write_json(metrics_dir / "plots" / "recall.json", recall_curve_rows(means, cfg["recall_cutoffs"]))
     write_json(metrics_dir / "plots" / "ndcg.json", ndcg_bar_rows(means))
-    print(console_table(means, shown), flush=True)
+    print(console_table(means), flush=True)
     best = max(means, key=lambda s: means[s]["nDCG@10"])
     summary(f"{len(means)} systems; best {best} nDCG@10 {means[best]['nDCG@10']:.4f}; "
             f"report in {metrics_dir / 'report.md'}")
@@ -146,4 +143,15 @@ def _group_means(per_query: dict, queries: dict, field: str | None) -> dict:
             group = str(queries.get(qid, {}).get("metadata", {}).get(field, "(none)"))
             by_group.setdefault(group, []).append(values)
         out[system] = {g: {m: sum(v[m] for v in vs) / len(vs) for m in vs[0]} for g, vs in sorted(by_group.items())}
+    return out
+
+
+def _by_group_means(groups: dict) -> dict | None:
+    """{system: {group: metrics}} -> {group: {system: metrics}}, the report's per-group layout."""
+    if not groups:
+        return None
+    out: dict = {}
+    for system, by_group in groups.items():
+        for group, values in by_group.items():
+            out.setdefault(group, {})[system] = values
     return out

@@ -130,39 +130,45 @@ def _is_adapted(system: str) -> bool:
     return "finetuned" in system or "merged" in system
 
 
-def _verdict(means: Means, baseline: str, metric: str, pvalues: dict[str, float | None],
-             test: str, n_queries: int) -> str:
+def _verdict(means: Means, baseline: str, metric: str, pvalues: dict[str, tuple[float | None, int]],
+             test: str) -> str:
+    """One plain sentence, derived from the numbers: did the fine-tuned systems beat the baseline?"""
     others = [s for s in means if s != baseline and metric in means[s]]
     if metric not in means.get(baseline, {}) or not others:
         return f"**Verdict:** only one system has {metric}; there is nothing to compare."
     adapted = [s for s in others if _is_adapted(s)]
-    pool = adapted or others
-    best = max(pool, key=lambda s: means[s][metric])
+    best = max(adapted or others, key=lambda s: means[s][metric])
     diff = means[best][metric] - means[baseline][metric]
-    p = pvalues.get(best)
-    p_text = "p not available" if p is None else f"p={_pval(p).replace(' *', '')}, {_TEST_NAMES[test]}"
-    p_text += f", {n_queries} queries"
-    subject = "Fine-tuning" if adapted else "Changing the pipeline"
-    which = "the best fine-tuned system" if adapted else "the best other system"
+    p, n = pvalues.get(best, (None, 0))
+    p_text = _pval(p).replace(" *", "")
+    stats = (f"p{'' if p_text.startswith('<') else '='}{p_text}, {_TEST_NAMES[test]} on {n} queries"
+             if p is not None else "no per-query scores for a p-value")
     significant = p is not None and p < 0.05
-    if diff > 0 and significant:
-        line = (f"**Verdict: {subject} helped.** {best} beats {baseline} by {_delta(diff)} {metric} "
-                f"({p_text}).")
-    elif diff > 0:
-        line = (f"**Verdict: {subject} did NOT clearly help.** {which[0].upper() + which[1:]}, {best}, is ahead "
-                f"of {baseline} by {_delta(diff)} {metric}, but a difference this small could be chance "
-                f"({p_text}).")
-    elif diff < 0 and significant:
-        line = (f"**Verdict: {subject} did NOT help; it hurt.** Even {which}, {best}, is {_delta(diff)} "
-                f"{metric} below {baseline} ({p_text}).")
+    if adapted:
+        if diff > 0 and significant:
+            line = (f"**Verdict: fine-tuning helped.** {best} beats {baseline} by {_delta(diff)} {metric} "
+                    f"({stats}).")
+        elif diff > 0:
+            line = (f"**Verdict: fine-tuning did NOT clearly help.** The best fine-tuned system, {best}, is "
+                    f"ahead of {baseline} by {_delta(diff)} {metric}, but a difference this small could be "
+                    f"chance ({stats}).")
+        elif significant:
+            line = (f"**Verdict: fine-tuning did NOT help; it hurt.** Even the best fine-tuned system, {best}, "
+                    f"is {_delta(diff)} {metric} against {baseline} ({stats}).")
+        else:
+            line = (f"**Verdict: fine-tuning did NOT help.** The best fine-tuned system, {best}, is at "
+                    f"{_delta(diff)} {metric} against {baseline} ({stats}).")
     else:
-        line = (f"**Verdict: {subject} did NOT help.** {which[0].upper() + which[1:]}, {best}, is at "
-                f"{_delta(diff)} {metric} against {baseline} ({p_text}).")
+        judged = "is unlikely to be chance" if significant else "could be chance"
+        none = ("the baseline is the only fine-tuned system" if _is_adapted(baseline)
+                else "no fine-tuned system was evaluated")
+        line = (f"**Verdict:** {none}. The best other system, {best}, is at "
+                f"{_delta(diff)} {metric} against {baseline}, which {judged} ({stats}).")
     top = max(means, key=lambda s: means[s].get(metric, -math.inf))
-    if top != best and top != baseline:
+    if top not in (best, baseline):
         line += f" Best overall on {metric}: {top} ({_num(means[top][metric])})."
-    elif top == baseline and diff <= 0:
-        line += f" Best overall on {metric}: the baseline itself ({_num(means[baseline][metric])})."
+    elif top == baseline and diff < 0:
+        line += f" The baseline itself is best on {metric} ({_num(means[baseline][metric])})."
     return line
 
 
@@ -207,15 +213,13 @@ def markdown_report(means: Means, per_query: PerQuery, *, baseline: str = "dense
     base_rows = per_query.get(baseline, {})
     if not any(sig_metric in row for row in base_rows.values()) and metrics:
         sig_metric = metrics[0]
-    pvalues: dict[str, float | None] = {}
+    tests = {system: _paired_p(per_query, system, baseline, sig_metric, significance, seed, trials)
+             for system in means if system != baseline}
     n_queries = len(base_rows)
-    for system in means:
-        if system != baseline:
-            pvalues[system], _ = _paired_p(per_query, system, baseline, sig_metric, significance, seed, trials)
 
     parts = ["# Retrieval evaluation", "",
-             _verdict(means, baseline, sig_metric, pvalues, significance, n_queries), "",
-             _means_table(means, metrics, baseline, pvalues, sig_metric), "",
+             _verdict(means, baseline, sig_metric, tests, significance), "",
+             _means_table(means, metrics, baseline, {s: p for s, (p, _) in tests.items()}, sig_metric), "",
              "## How to read this", "",
              _how_to_read(metrics, baseline, sig_metric, significance, n_queries), ""]
     if groups:
