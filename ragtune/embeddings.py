@@ -90,7 +90,7 @@ def load_model(model_path: str, device: str = "auto", max_seq_length: int | None
 def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: bool) -> np.ndarray:
     # encode_query/encode_document apply the model's own "query"/"document" prompts when it has them.
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     fn = model.encode_query if kind == "query" else model.encode_document
     emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
              normalize_embeddings=True)

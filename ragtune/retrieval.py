@@ -134,6 +134,8 @@ class DenseIndex:
         # Rank positions of each doc id in id order, for id-based tie-breaking.
         self._id_rank = np.empty(len(self.doc_ids), dtype=np.int64)
         self._id_rank[np.argsort(np.array(self.doc_ids, dtype=object), kind="stable")] = np.arange(len(doc_ids))
+        if index not in ("flat", "hnsw", "ivf"):
+            raise ValueError(f"DenseIndex: unknown index type {index!r} (flat, hnsw, ivf)")
         n, dim = emb.shape
         kind = index if n >= 10_000 else "flat"
         if kind == "flat":
@@ -143,11 +145,10 @@ class DenseIndex:
             self.index.hnsw.efSearch = ef_search
         elif kind == "ivf":
             nlist = max(1, int(4 * np.sqrt(n)))
-            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), nlist, faiss.METRIC_INNER_PRODUCT)
+            self._quantizer = faiss.IndexFlatIP(dim)  # kept referenced: the IVF index does not own it
+            self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self.index.train(emb)  # faiss' k-means is seeded (1234): the same data gives the same index
             self.index.nprobe = min(nprobe, nlist)
-        else:
-            raise ValueError(f"DenseIndex: unknown index type {index!r} (flat, hnsw, ivf)")
         self.index.add(emb)
         self.kind = kind
         log.info("dense index: %d documents, dim %d, %s", n, dim, kind)

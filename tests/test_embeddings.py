@@ -1,0 +1,64 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from ragtune.embeddings import encode_corpus, encode_queries, model_fingerprint, texts_fingerprint
+
+TEXTS = ["python function module", "search index retrieval rank score", "train test split", "a"]
+
+
+def test_encode_corpus_normalised_float32_and_cached(tiny_model, tmp_path):
+    emb = encode_corpus(tiny_model, TEXTS, batch_size=2, device="cpu", cache_dir=tmp_path)
+    assert emb.dtype == np.float32 and emb.shape == (4, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    files = list(tmp_path.glob("*.npy"))
+    assert len(files) == 1
+    # Prove the second call reads the cache: plant a recognisable array under the same key.
+    planted = np.full_like(emb, 0.5)
+    np.save(files[0], planted)
+    np.testing.assert_array_equal(encode_corpus(tiny_model, TEXTS, batch_size=2, device="cpu",
+                                                cache_dir=tmp_path), planted)
+
+
+def test_cache_key_changes_with_texts_length_and_model(tiny_model, tmp_path):
+    encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path)
+    encode_corpus(tiny_model, TEXTS[:3], device="cpu", cache_dir=tmp_path)
+    encode_corpus(tiny_model, TEXTS, max_seq_length=16, device="cpu", cache_dir=tmp_path)
+    other = tmp_path / "model2"
+    shutil.copytree(tiny_model, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    encode_corpus(str(other), TEXTS, device="cpu", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 4
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic writes left no temp files
+
+
+def test_unreadable_cache_is_recomputed(tiny_model, tmp_path):
+    first = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("*.npy")
+    cache.write_bytes(b"garbage")
+    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path), first,
+                               atol=1e-6)
+
+
+def test_matches_a_bare_sentence_transformer(tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    bare = SentenceTransformer(tiny_model, device="cpu").encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path), bare,
+                               atol=1e-5)
+    np.testing.assert_allclose(encode_queries(tiny_model, TEXTS, device="cpu"), bare, atol=1e-5)
+
+
+def test_empty_input(tiny_model, tmp_path):
+    assert encode_queries(tiny_model, [], device="cpu").shape == (0, 32)
+    assert encode_corpus(tiny_model, [], device="cpu", cache_dir=tmp_path).shape == (0, 32)
+
+
+def test_fingerprints(tiny_model, tmp_path):
+    assert model_fingerprint("org/some-model") == model_fingerprint("org/some-model") != model_fingerprint("org/x")
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model, copy)
+    (copy / "README.md").write_text("a model card does not change embeddings")
+    assert model_fingerprint(str(copy)) == model_fingerprint(tiny_model)
+    assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
