@@ -55,7 +55,9 @@ def prepare(params: dict, *, raw_dir: str, out_dir: str, stats_path: str) -> Non
     if not qrels_files:
         raise UserError(f"{raw / 'qrels'}: no qrels/<split>.tsv files")
     qrels_by_split = {f.stem: read_qrels(f)[0] for f in qrels_files}
-    split_qrels, stats = split_queries(queries, qrels_by_split, params["prepare"], seed=params["seed"])
+    corpus = read_corpus(raw / "corpus.jsonl")  # lets the split refuse test positives as train queries
+    split_qrels, stats = split_queries(queries, qrels_by_split, params["prepare"], seed=params["seed"],
+                                       corpus=corpus)
     used = {qid for split in SPLITS for qid in split_qrels[split]}
     with atomic_output(out_dir, is_dir=True) as tmp:
         write_queries(tmp / "queries.jsonl", {qid: q for qid, q in queries.items() if qid in used})

@@ -12,18 +12,18 @@ Everything iterates in sorted order with one seeded rng, so the same interpreter
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import inspect
 import io
 import logging
 import random
 import re
-import contextlib
 import warnings
-from collections import defaultdict
 
 from .chunking import chunk_text
-from .querygen import drop_duplicates, informative_sentences, inverse_cloze, is_good_query, normalize
+from .querygen import drop_copied, inverse_cloze, is_good_query, normalize
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,38 @@ def _import(name: str):
         return None
 
 
+class _Elided:
+    def __repr__(self) -> str:
+        return "..."
+
+
+_SIMPLE = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _stable_default(value):
+    """Literal defaults stay; others (a list of live handlers, a sentinel object, a frozenset whose order
+    depends on the hash seed) depend on the process's state, so they print as `...`."""
+    if isinstance(value, _SIMPLE) or isinstance(value, tuple) and all(isinstance(v, _SIMPLE) for v in value):
+        return value
+    return _Elided()
+
+
 def _signature(obj) -> str:
     try:
-        return _ADDRESS.sub("", str(inspect.signature(obj)))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return ""
+    params = [p.replace(default=_stable_default(p.default)) if p.default is not p.empty else p
+              for p in sig.parameters.values()]
+    try:
+        sig = sig.replace(parameters=params)
+    except ValueError:
+        pass
+    return _ADDRESS.sub("", str(sig))
 
 
 def _split_doc(doc: str) -> tuple[str, str]:
-    """(summary, rest): the summary is the first paragraph when it is one sentence-like line or two."""
+    """(summary, rest): the first paragraph on one line (filtered later by is_good_query), the rest."""
     doc = inspect.cleandoc(doc)
     first, _, rest = doc.partition("\n\n")
     return " ".join(first.split()), rest.strip()
@@ -95,6 +118,8 @@ def _entries(modname: str, module) -> list[dict]:
                    if isinstance(n, str) and not n.startswith("_"))
     for name in names:
         obj = getattr(module, name, None)
+        if modname == "sys":  # hooks a process may replace (pytest does) keep their original in __name__
+            obj = getattr(module, f"__{name}__", obj)
         if not (inspect.isclass(obj) or inspect.isroutine(obj)) or not _own(obj, modname):
             continue
         doc = obj.__doc__ if isinstance(obj.__doc__, str) else ""
@@ -130,6 +155,7 @@ def _render(e: dict, with_summary: bool = True) -> str:
     return f"{head}\n\n{e['rest']}".strip()
 
 
+@functools.lru_cache(maxsize=1)  # the same interpreter gives the same pool; callers must not mutate it
 def _pool(chunk_size: int) -> tuple[list[dict], list[dict]]:
     """All passages and all summary-query candidates, in a fixed order.
 
@@ -190,6 +216,8 @@ def _pool(chunk_size: int) -> tuple[list[dict], list[dict]]:
             pack.append(piece)
         flush()
 
+    for p in passages:
+        p["text"] = _join(p["pieces"])
     candidates = [{"text": piece["summary"], "docid": p["id"], "method": "summary", "module": p["module"],
                    "object": piece["object"], "rest": _join(p["pieces"], without=piece["object"])}
                   for p in passages for piece in p["pieces"] if "summary" in piece]
@@ -206,8 +234,7 @@ def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
     max_passages, max_queries = cfg.get("max_passages", 2000), cfg.get("max_queries", 600)
     rng = random.Random(seed)
     passages, candidates = _pool(CHUNK_SIZE)
-    for p in passages:
-        p["text"] = _join(p["pieces"])
+    candidates = list(candidates)
 
     # Inverse cloze on every passage: one informative sentence becomes the query and leaves the passage.
     for p in passages:
@@ -218,7 +245,7 @@ def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
                                "module": p["module"], "object": p["title"], "rest": rest})
     n_summary = sum(c["method"] == "summary" for c in candidates)
     n_cloze = len(candidates) - n_summary
-    candidates = _unanswerable_by_copy(candidates, passages)
+    candidates = drop_copied(candidates, {p["id"]: p["title"] + " " + p["text"] for p in passages})
     rng.shuffle(candidates)
     chosen: dict[str, dict] = {}  # docid -> candidate; one query per passage, as its text changes
     for c in candidates:
@@ -246,34 +273,3 @@ def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
              "%d left after duplicate/copy filters)", len(corpus), len(passages), len(queries),
              n_summary, n_cloze, len(candidates))
     return corpus, queries, qrels
-
-
-def _unanswerable_by_copy(candidates: list[dict], passages: list[dict]) -> list[dict]:
-    """Drop candidates whose text is duplicated among candidates or occurs verbatim in any passage
-    (its own positive after removal included): such a query has several right answers, or none."""
-    # The same sentence picked twice for one passage (as summary and as cloze) is one candidate.
-    candidates = list({(normalize(c["text"]), c["docid"]): c for c in reversed(candidates)}.values())[::-1]
-    dup = drop_duplicates(c["text"] for c in candidates)
-    norm_passages = [normalize(p["title"] + " " + p["text"]) for p in passages]
-    postings: dict[str, set[int]] = defaultdict(set)
-    for i, text in enumerate(norm_passages):
-        for w in set(re.findall(r"\w+", text)):
-            postings[w].add(i)
-    keep = []
-    for c in candidates:
-        q = normalize(c["text"])
-        if q in dup:
-            continue
-        if q in normalize(c["rest"]):
-            continue
-        tokens = re.findall(r"\w+", q)
-        # First and last words may match inside a longer passage word; use only the inner ones.
-        inner = tokens[1:-1] if len(tokens) > 3 else tokens
-        words = sorted(set(inner), key=lambda w: len(postings.get(w, ())))
-        # The query's rarest words bound which passages can contain it; check those fully. The
-        # passage the query was cut from still holds it in the pool: that one is expected.
-        maybe = set.intersection(*(postings.get(w, set()) for w in words[:2])) if words else set()
-        if any(q in norm_passages[i] for i in maybe if passages[i]["id"] != c["docid"]):
-            continue
-        keep.append(c)
-    return keep

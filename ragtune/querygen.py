@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from .chunking import split_sentences
@@ -27,6 +27,7 @@ _GENERIC = re.compile(
     r"for internal use|deprecated|not implemented|todo\b|xxx\b|this module|this class|this function|"
     r"(abstract|internal|private) (method|class|function)|see (the )?(above|below))", re.I)
 _WORD = re.compile(r"[A-Za-z]{2,}")
+_TOKEN = re.compile(r"\w+")
 
 
 def normalize(text: str) -> str:
@@ -41,7 +42,7 @@ def is_good_query(text: str) -> bool:
         return False
     if len(_WORD.findall(t)) < MIN_QUERY_WORDS or _GENERIC.match(t):
         return False
-    letters = sum(c.isalpha() for c in t)
+    letters = sum(map(str.isalpha, t))
     if letters < 0.6 * len(t):  # mostly symbols/digits: code, a table row or a signature
         return False
     if t.startswith((">>>", "...", "*", "-", "=", ":", "(", "[", "{")) or "::=" in t:
@@ -61,13 +62,25 @@ def informative_sentences(passage: str) -> list[str]:
     return out
 
 
+def _cut(passage: str, start: int, end: int) -> str:
+    before, after = passage[:start].rstrip(" \t"), passage[end:].lstrip(" \t")
+    sep = " " if before and after and not before.endswith("\n") and not after.startswith("\n") else ""
+    return re.sub(r"\n{3,}", "\n\n", before + sep + after).strip()
+
+
 def remove_sentence(passage: str, sentence: str) -> str:
     """The passage without `sentence`; the sentence may span line breaks in the passage."""
-    pattern = r"\s+".join(re.escape(w) for w in sentence.split())
-    out = re.sub(pattern, " ", passage, count=1)
-    # Tidy the gap: no double spaces or space at line ends; keep paragraph breaks.
-    out = re.sub(r"[ \t]+\n", "\n", re.sub(r"(?<=\S)[ \t]{2,}(?=\S)", " ", out))
-    return re.sub(r"\n{3,}", "\n\n", out).strip()
+    target = sentence.split()
+    flat = " ".join(target)
+    at = passage.find(flat)
+    if at >= 0:  # fast path: the sentence sits on one line
+        return _cut(passage, at, at + len(flat))
+    spans = [m.span() for m in re.finditer(r"\S+", passage)]
+    n = len(target)
+    for i in range(len(spans) - n + 1):
+        if all(passage[s:e] == w for (s, e), w in zip(spans[i:i + n], target)):
+            return _cut(passage, spans[i][0], spans[i + n - 1][1])
+    return passage
 
 
 def inverse_cloze(passage: str, rng: random.Random, n: int = 1) -> list[tuple[str, str]]:
@@ -92,6 +105,36 @@ def drop_duplicates(texts: Iterable[str]) -> set[str]:
     return {t for t, c in counts.items() if c > 1}
 
 
+def drop_copied(candidates: list[dict], passages: dict[str, str]) -> list[dict]:
+    """Keep candidates ({"text", "docid", "rest"}: rest = its positive passage as it will be stored)
+    whose text occurs in no other candidate for another passage and verbatim in no passage but the
+    one it was cut from, and not in `rest`: a copied query has several right answers, or a trivial one."""
+    # The same sentence picked twice for one passage (say by two methods) is one candidate.
+    candidates = list({(normalize(c["text"]), c["docid"]): c for c in reversed(candidates)}.values())[::-1]
+    dup = drop_duplicates(c["text"] for c in candidates)
+    ids = list(passages)
+    norm = [normalize(passages[i]) for i in ids]
+    postings: dict[str, set[int]] = defaultdict(set)
+    for i, text in enumerate(norm):
+        for w in set(_TOKEN.findall(text)):
+            postings[w].add(i)
+    keep = []
+    for c in candidates:
+        q = normalize(c["text"])
+        if q in dup or q in normalize(c["rest"]):
+            continue
+        tokens = _TOKEN.findall(q)
+        # A passage containing the query contains all its words, so the two rarest bound the passages
+        # to check. First and last words may sit inside longer passage words: use the inner ones.
+        inner = tokens[1:-1] if len(tokens) > 3 else tokens
+        rare = sorted(set(inner), key=lambda w: len(postings.get(w, ())))[:2]
+        maybe = set.intersection(*(postings.get(w, set()) for w in rare)) if rare else set(range(len(ids)))
+        if any(q in norm[i] for i in maybe if ids[i] != c["docid"]):
+            continue
+        keep.append(c)
+    return keep
+
+
 def heuristic(passages: dict[str, str], n_per_passage: int, seed: int
               ) -> tuple[dict[str, str], list[dict]]:
     """Inverse-cloze queries for each passage (sorted ids, seeded): returns (passages with the query
@@ -104,8 +147,14 @@ def heuristic(passages: dict[str, str], n_per_passage: int, seed: int
         if pairs:
             new_passages[docid] = pairs[0][1]
             candidates += [{"text": q, "docid": docid, "method": "inverse_cloze"} for q, _ in pairs]
-    dup = drop_duplicates(c["text"] for c in candidates)
-    return new_passages, [c for c in candidates if normalize(c["text"]) not in dup]
+    for c in candidates:
+        c["rest"] = new_passages[c["docid"]]
+    kept = drop_copied(candidates, passages)
+    for c in kept:
+        del c["rest"]
+    with_query = {c["docid"] for c in kept}
+    # A passage whose every query was dropped keeps its full text.
+    return {d: t if d in with_query else passages[d] for d, t in new_passages.items()}, kept
 
 
 def generate(passages: dict[str, str], cfg: dict, seed: int) -> tuple[dict[str, str], list[dict]]:

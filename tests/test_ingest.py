@@ -1,0 +1,145 @@
+import json
+
+import pytest
+
+from ragtune import io
+from ragtune.errors import UserError
+from ragtune.ingest import ingest
+from ragtune.params import defaults
+
+
+def _cfg(**kw):
+    cfg = defaults()["ingest"]
+    cfg.update(kw)
+    return cfg
+
+
+def _beir(folder, corpus=None, queries=None, qrels=None):
+    """A tiny BEIR folder; each argument is the raw file content (lines) to write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = corpus if corpus is not None else [
+        {"_id": "d1", "title": "Cats", "text": "Cats purr when content."},
+        {"_id": "d2", "title": "", "text": "Dogs bark at strangers."}]
+    queries = queries if queries is not None else [
+        {"_id": "q1", "text": "why do cats purr", "metadata": {"conv": "a"}},
+        {"_id": "q2", "text": "what do dogs do"}]
+    qrels = qrels if qrels is not None else {"test": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n"}
+    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        (folder / name).write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    (folder / "qrels").mkdir(exist_ok=True)
+    for split, text in qrels.items():
+        (folder / "qrels" / f"{split}.tsv").write_text(text)
+    return folder
+
+
+def test_beir_roundtrip_keeps_metadata_and_splits(tmp_path):
+    src = _beir(tmp_path / "src", qrels={"train": "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+                                          "test": "query-id\tcorpus-id\tscore\nq2\td2\t1\n"})
+    stats = ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+    assert stats["documents"] == 2 and stats["queries"] == 2
+    assert stats["judgments"] == {"test": 1, "train": 1}
+    assert io.read_queries(tmp_path / "raw" / "queries.jsonl")["q1"]["metadata"] == {"conv": "a"}
+    assert io.read_qrels(tmp_path / "raw" / "qrels" / "train.tsv")[0] == {"q1": {"d1": 1}}
+    assert sorted(p.name for p in (tmp_path / "raw" / "qrels").iterdir()) == ["test.tsv", "train.tsv"]
+
+
+@pytest.mark.parametrize("corpus, message", [
+    (['{"_id": "d1", "text": "ok"}', '{"_id": "d2", "text": '], r"corpus.jsonl:2: malformed JSON"),
+    (['{"_id": "d1", "text": "ok"}', '{"text": "no id"}'], r"corpus.jsonl:2: field '_id': missing"),
+    (['{"_id": "d1"}'], r"corpus.jsonl:1: field 'text': missing"),
+    (['{"_id": "d1", "text": "ok"}', '{"_id": "d1", "text": "again"}'], r"corpus.jsonl:2: .*duplicate id 'd1'"),
+    (['{"_id": "d1", "text": "  "}'], r"corpus.jsonl:1: field 'text': empty text"),
+])
+def test_beir_bad_corpus_names_file_and_line(tmp_path, corpus, message):
+    src = _beir(tmp_path / "src", corpus=corpus)
+    with pytest.raises(UserError, match=message):
+        ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()  # validated before anything was written
+
+
+def test_beir_bad_queries_names_file_and_line(tmp_path):
+    src = _beir(tmp_path / "src", queries=['{"_id": "q1", "text": "a"}', '{"_id": "q1", "text": "b"}'])
+    with pytest.raises(UserError, match=r"queries.jsonl:2: field '_id': duplicate id 'q1'"):
+        ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+
+
+@pytest.mark.parametrize("row, message", [
+    ("qX\td1\t1", r"qrels/test.tsv:3: field 'query-id': unknown query id 'qX'"),
+    ("q1\tdX\t1", r"qrels/test.tsv:3: field 'corpus-id': unknown document id 'dX'"),
+])
+def test_beir_unknown_ids_strict_is_an_error_else_dropped(tmp_path, row, message):
+    src = _beir(tmp_path / "src", qrels={"test": f"query-id\tcorpus-id\tscore\nq1\td1\t1\n{row}\nq2\td2\t1\n"})
+    with pytest.raises(UserError, match=message):
+        ingest(_cfg(source="beir", path=str(src), strict=True), 0, tmp_path / "raw")
+    stats = ingest(_cfg(source="beir", path=str(src), strict=False), 0, tmp_path / "raw")
+    assert stats["judgments"] == {"test": 2}
+    assert sum(stats["dropped_judgments"].values()) == 1
+    assert io.read_qrels(tmp_path / "raw" / "qrels" / "test.tsv")[0] == {"q1": {"d1": 1}, "q2": {"d2": 1}}
+
+
+def test_beir_bad_qrels_score_and_missing_files(tmp_path):
+    src = _beir(tmp_path / "src", qrels={"test": "query-id\tcorpus-id\tscore\nq1\td1\tyes\n"})
+    with pytest.raises(UserError, match=r"qrels/test.tsv:2: field 'score': not a number"):
+        ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+    (src / "qrels" / "test.tsv").unlink()
+    with pytest.raises(UserError, match=r"no qrels files"):
+        ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+    with pytest.raises(UserError, match=r"ingest.path: no such folder"):
+        ingest(_cfg(source="beir", path=str(tmp_path / "nope")), 0, tmp_path / "raw")
+
+
+def test_beir_scifact(scifact, tmp_path):
+    stats = ingest(_cfg(source="beir", path=str(scifact)), 0, tmp_path / "raw")
+    assert stats["documents"] == 5183 and stats["queries"] == 1109
+    assert stats["judged_queries"] == {"test": 300, "train": 809}
+    assert (tmp_path / "raw" / "corpus.jsonl").stat().st_size > 1_000_000
+
+
+def test_documents_are_chunked_with_generated_queries(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sentences = [f"The {w} module handles {w} files and keeps a cache of {w} entries for speed." for w in
+                 ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")]
+    (docs / "a.md").write_text("# Guide\n\n" + " ".join(sentences[:5]) + "\n\n" + " ".join(sentences[5:]))
+    (docs / "b.html").write_text("<html><title>Page B</title><script>x=1</script><p>"
+                                 + " ".join(s.replace("module", "tool") for s in sentences) + "</p></html>")
+    (docs / "c.jsonl").write_text(json.dumps({"_id": "x", "title": "T", "text": " ".join(sentences[:3])}) + "\n")
+    cfg = _cfg(source="documents", path=str(docs), chunk_size=300, chunk_overlap=50)
+    stats = ingest(cfg, 0, tmp_path / "raw")
+    corpus = io.read_corpus(tmp_path / "raw" / "corpus.jsonl")
+    queries = io.read_queries(tmp_path / "raw" / "queries.jsonl")
+    qrels, _ = io.read_qrels(tmp_path / "raw" / "qrels" / "all.tsv")
+    assert stats["documents"] == len(corpus) and len(corpus) >= 6
+    assert all(len(d["text"]) <= 300 for d in corpus.values())
+    assert "x=1" not in " ".join(d["text"] for d in corpus.values())
+    assert {d["title"] for d in corpus.values()} == {"a", "Page B", "T"}
+    assert queries and set(qrels) == set(queries)
+    for qid, q in queries.items():
+        (docid,) = qrels[qid]
+        assert q["text"] not in corpus[docid]["text"]  # the query sentence was removed from its passage
+        assert q["metadata"]["source"] in ("a.md", "b.html", "c.jsonl")
+    again = tmp_path / "again"
+    ingest(cfg, 0, again)
+    assert (again / "queries.jsonl").read_bytes() == (tmp_path / "raw" / "queries.jsonl").read_bytes()
+
+
+def test_documents_bad_jsonl_line(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "c.jsonl").write_text('{"text": "fine text here"}\n{"title": "no text"}\n')
+    with pytest.raises(UserError, match=r"c.jsonl:2: field 'text': missing or empty"):
+        ingest(_cfg(source="documents", path=str(docs)), 0, tmp_path / "raw")
+
+
+def test_conversations_not_implemented(tmp_path):
+    with pytest.raises(UserError, match="not implemented"):
+        ingest(_cfg(source="conversations", path=str(tmp_path)), 0, tmp_path / "raw")
+
+
+def test_pydoc_small_is_consistent_and_deterministic(tmp_path):
+    cfg = _cfg(max_passages=60, max_queries=20)
+    stats = ingest(cfg, 7, tmp_path / "a")
+    ingest(cfg, 7, tmp_path / "b")
+    assert stats["documents"] == 60 and stats["queries"] == 20 and stats["judgments"] == {"all": 20}
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/all.tsv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

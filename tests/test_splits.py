@@ -1,0 +1,92 @@
+import pytest
+
+from ragtune.errors import UserError
+from ragtune.splits import split_queries
+
+CFG = {"val_fraction": 0.1, "test_fraction": 0.2, "group_by": None}
+
+
+def _queries(n, group=None):
+    return {f"q{i}": {"text": f"question number {i}", "metadata": {"conv": f"c{i // 3}"} if group else {}}
+            for i in range(n)}
+
+
+def _qrels(qids):
+    return {q: {f"d{q}": 1} for q in qids}
+
+
+def test_all_is_carved_by_fractions_and_seeded():
+    queries = _queries(100)
+    splits, stats = split_queries(queries, {"all": _qrels(queries)}, CFG, seed=1)
+    assert {s: len(splits[s]) for s in splits} == {"train": 70, "val": 10, "test": 20}
+    assert stats["carved"] == ["val", "test"]
+    assert stats["test"] == {"queries": 20, "judgments": 20, "positives": 20, "groups": 20}
+    again, _ = split_queries(queries, {"all": _qrels(queries)}, CFG, seed=1)
+    other, _ = split_queries(queries, {"all": _qrels(queries)}, CFG, seed=2)
+    assert again == splits and other["test"].keys() != splits["test"].keys()
+
+
+def test_given_test_stays_and_val_is_carved_from_train():
+    queries = _queries(50)
+    train, test = [f"q{i}" for i in range(40)], [f"q{i}" for i in range(40, 50)]
+    splits, stats = split_queries(queries, {"train": _qrels(train), "test": _qrels(test)}, CFG, seed=0)
+    assert set(splits["test"]) == set(test)
+    assert len(splits["val"]) == 4 and set(splits["val"]) <= set(train)
+    assert stats["carved"] == ["val"]
+
+
+def test_dev_is_val_and_nothing_is_carved_when_all_given():
+    queries = _queries(10)
+    given = {"train": _qrels(["q0", "q1", "q2"]), "dev": _qrels(["q3"]), "test": _qrels(["q4"])}
+    splits, stats = split_queries(queries, given, CFG, seed=0)
+    assert list(splits["val"]) == ["q3"] and stats["carved"] == []
+
+
+def test_groups_never_span_two_splits():
+    queries = _queries(90, group=True)
+    cfg = dict(CFG, group_by="conv")
+    splits, stats = split_queries(queries, {"all": _qrels(queries)}, cfg, seed=3)
+    owner = {}
+    for s, qs in splits.items():
+        for q in qs:
+            assert owner.setdefault(queries[q]["metadata"]["conv"], s) == s
+    assert stats["train"]["groups"] + stats["val"]["groups"] + stats["test"]["groups"] == 30
+
+
+def test_user_given_group_overlap_is_an_error():
+    queries = _queries(6, group=True)  # q0-q2 are conversation c0
+    given = {"train": _qrels(["q0", "q1"]), "test": _qrels(["q2", "q3"])}
+    with pytest.raises(UserError, match=r"qrels/test.tsv and qrels/train.tsv: .*'c0'"):
+        split_queries(queries, given, dict(CFG, group_by="conv"), seed=0)
+
+
+def test_user_given_id_overlap_is_an_error():
+    queries = _queries(4)
+    with pytest.raises(UserError, match=r"query id\(s\) in both splits, e.g. 'q1'"):
+        split_queries(queries, {"train": _qrels(["q0", "q1"]), "test": _qrels(["q1"])}, CFG, seed=0)
+
+
+def test_no_positive_and_leaking_train_queries_are_dropped_and_counted():
+    queries = _queries(6)
+    queries["q1"]["text"] = "  Question NUMBER 4 "  # the test query q4's text, other case/spacing
+    queries["q2"]["text"] = "text of doc five"     # the text of test positive dq5
+    queries["d5"] = {"text": "a query whose id is a test positive document", "metadata": {}}
+    corpus = {"dq5": {"title": "", "text": "Text of  doc five"}}
+    given = {"train": {"q0": {"d0": 1}, "q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 0}, "d5": {"x": 1}},
+             "test": {"q4": {"dq4": 1, "d5": 2, "dq5": 1}}}
+    splits, stats = split_queries(queries, given, dict(CFG, val_fraction=0.0), seed=0, corpus=corpus)
+    assert list(splits["train"]) == ["q0"]
+    assert stats["dropped"]["no_positive"] == 1            # q3
+    assert stats["dropped"]["duplicate_of_eval_text"] == 1  # q1
+    assert stats["dropped"]["test_positive_as_query"] == 2  # d5 by id, q2 by text
+    assert stats["train"]["queries"] == 1
+
+
+def test_unknown_split_name_is_an_error():
+    with pytest.raises(UserError, match="unknown split name 'holdout'"):
+        split_queries(_queries(2), {"holdout": _qrels(["q0"])}, CFG, seed=0)
+
+
+def test_all_mixed_with_train_is_an_error():
+    with pytest.raises(UserError, match="either qrels/all.tsv"):
+        split_queries(_queries(2), {"all": _qrels(["q0"]), "train": _qrels(["q1"])}, CFG, seed=0)
