@@ -18,7 +18,7 @@ ranks range_min+1 .. range_max, i.e. the Python slice ranking[range_min:range_ma
 number of top results skipped.
 
 Val groups (cheap checkpoint selection, reranking-style): pos = the query's positives, neg = the first
-`range_max` non-positive documents of the first stage's ranking (no window, no margin, no random).
+`val_depth` non-positive documents of the first stage's ranking (no window, no margin, no random).
 """
 from __future__ import annotations
 
@@ -179,10 +179,11 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     if overlap:
         raise UserError(f"train and val qrels share {len(overlap)} queries (e.g. '{min(overlap)}')")
 
-    # Val needs range_max non-positives, so it looks a little deeper: one extra slot per positive.
+    # Val needs val_depth non-positives, so it looks a little deeper: one extra slot per positive.
     max_pos = max(len(p) for p in [*train_pos.values(), *val_pos.values()])
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
-    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, range_max + max_pos, rrf_k=cfg["rrf_k"],
+    depth = max(range_max, cfg["val_depth"]) + max_pos
+    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
                         embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
     rescore = _rescorer(cfg.get("rescore_with"), device)
     doc_ids = sorted(corpus)
@@ -248,7 +249,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     val_groups: list[dict] = []
     for qid, pos in val_pos.items():
         pos_set = set(pos)
-        neg = [d for d, _ in ranked(stage.run[qid]) if d not in pos_set][:range_max]
+        neg = [d for d, _ in ranked(stage.run[qid]) if d not in pos_set][:cfg["val_depth"]]
         val_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
                            "pos_scores": [stage.score(qid, d) for d in pos],
                            "neg_scores": [stage.score(qid, d) for d in neg]})

@@ -120,6 +120,7 @@ SCHEMA: dict[str, Any] = {
         "relative_margin": Spec(NUM, 0.05, min=0.0, max=1.0),
         "random_negatives": Spec(INT, 0, min=0, max=200),
         "rrf_k": Spec(INT, 60, min=1),
+        "val_depth": Spec(INT, 20, min=1, help="first-stage candidates per val query (checkpoint selection)"),
         "rescore_with": Spec(STR, None, nullable=True, help="cross-encoder to drop likely false negatives"),
         "rescore_threshold": Spec(NUM, 0.5, min=0.0, max=1.0),
         "index": Spec(STR, "flat", choices=("flat", "hnsw", "ivf")),

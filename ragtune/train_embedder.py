@@ -33,6 +33,7 @@ def read_groups(path: str | Path) -> list[dict]:
     """Read FlagEmbedding groups {"query", "pos": [..], "neg": [..]}; bad lines raise UserError."""
     path = Path(path)
     groups = []
+    clashes = 0
     for lineno, obj in iter_jsonl(path):
         query = obj.get("query")
         if not isinstance(query, str) or not query.strip():
@@ -45,9 +46,15 @@ def read_groups(path: str | Path) -> list[dict]:
             texts[field] = list(dict.fromkeys(value))  # repeated texts add nothing
         if not texts["pos"]:
             raise located(path, lineno, "no positives", "pos")
-        groups.append({"query": query, "pos": texts["pos"], "neg": texts["neg"]})
+        # A "negative" with the text of a positive (duplicate passages) would teach the model nonsense.
+        pos = set(texts["pos"])
+        negs = [t for t in texts["neg"] if t not in pos]
+        clashes += len(texts["neg"]) - len(negs)
+        groups.append({"query": query, "pos": texts["pos"], "neg": negs})
     if not groups:
         raise UserError(f"{path}: no groups")
+    if clashes:
+        log.info("%s: dropped %d negatives whose text equals a positive of the same query", path, clashes)
     return groups
 
 
@@ -215,14 +222,15 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         dataloader_num_workers=0,
     )
     callbacks = []
-    live = None
     if live_dir is not None:
         from dvclive import Live
-        from dvclive.huggingface import DVCLiveCallback
+        from transformers.integrations import DVCLiveCallback
 
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume_from is not None)
-        callbacks.append(DVCLiveCallback(live=live))
+        # transformers' callback, which dvclive 3.49 names as the successor of dvclive.huggingface's
+        # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
+        callbacks.append(DVCLiveCallback(live=live, log_model=False))
 
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
@@ -244,8 +252,8 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         raise RuntimeError("trainer finished without a best checkpoint; nothing trustworthy to save")
     best_score = float(state.best_metric)
     best_step = int(Path(state.best_model_checkpoint).name.split("-")[1])
-    history = [{"step": h["step"], "val_ndcg@10": round(h[METRIC], 6)}
-               for h in state.log_history if METRIC in h]
+    # {step: score} rather than a list, so `dvc metrics show` flattens it into one column per step.
+    history = {str(h["step"]): round(h[METRIC], 6) for h in state.log_history if METRIC in h}
     improved = best_score > base_score
     if improved:
         log.info("val nDCG@10: base %.4f -> best %.4f at step %d", base_score, best_score, best_step)
@@ -281,8 +289,9 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "val_ndcg@10_best": round(best_score, 6),
         "best_step": best_step,
         "improved": improved,
-        "val_history": history,
+        "val_ndcg@10_by_step": history,
         "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from else None,
+        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 1),
         "wall_seconds": round(time.perf_counter() - wall0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
     }

@@ -80,7 +80,7 @@ def test_random_negatives_are_added_never_positives_or_top_ranked():
 
 
 def test_val_groups_are_top_non_positives_without_filters():
-    _, val, stats = run(cfg(range_max=3), val={"v": {"z1": 1}, "w": {"z4": 1, "z5": 1}})
+    _, val, stats = run(cfg(range_max=3, val_depth=3), val={"v": {"z1": 1}, "w": {"z4": 1, "z5": 1}})
     assert [g["query"] for g in val] == ["zebra volcano", "ocean moon desert"]
     assert val[1]["pos"] == ["ocean tide moon", "desert sand dune"]
     # only docs with a BM25 match are ranked: z1 (positive) and z3 for v; z4, z5 (both positives) for w
