@@ -106,7 +106,8 @@ def test_recall_and_bad_inputs():
 @pytest.mark.parametrize("first_stage", ["dense", "hybrid"])
 def test_dense_and_hybrid_mining(tiny_model, tmp_path, first_stage):
     emb = dict(defaults()["embedder"], base=tiny_model, max_seq_length=32, encode_batch_size=4)
-    c = cfg(first_stage=first_stage, range_min=1, range_max=10, num_negatives=4, relative_margin=0.0)
+    c = cfg(first_stage=first_stage, range_min=1, range_max=10, num_negatives=4, relative_margin=0.0,
+            val_depth=10)
     train = {"q": {"pos": 1, "ab": 1}}
     a = run(c, train=train, embedder=emb, device="cpu", cache_dir=tmp_path)
     (g,), (v,), stats = a
