@@ -86,3 +86,72 @@ def merge_models(finetuned_dir: str | Path, base_dir: str | Path, weight: float,
     log.info("merged %s with base %s at weight %.2f -> %s (%d shared tensors, %d kept from fine-tuned only)",
              finetuned_dir, base_dir, weight, out_dir, stats["shared_keys"], stats["finetuned_only_keys"])
     return stats
+
+
+def _embedder_scorer(finetuned_dir: str, groups: list[dict], params: dict):
+    """Return (set_state_dict, val_ndcg) for the embedder, loading the model once."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from .models import pick_device
+    from .train_reranker import ndcg_at_k
+
+    cfg = params["embedder"]
+    model = SentenceTransformer(str(finetuned_dir), device=pick_device(params["device"]))
+    model.max_seq_length = cfg["max_seq_length"]
+    body = model[0].auto_model
+
+    def val_ndcg() -> float:
+        values = []
+        for g in groups:
+            texts = g["pos"] + g["neg"]
+            q = model.encode([g["query"]], normalize_embeddings=True, show_progress_bar=False)
+            d = model.encode(texts, batch_size=cfg["encode_batch_size"], normalize_embeddings=True,
+                             show_progress_bar=False)
+            values.append(ndcg_at_k(list(np.asarray(d @ q[0])), [1] * len(g["pos"]) + [0] * len(g["neg"])))
+        return float(sum(values) / len(values))
+
+    return body, val_ndcg
+
+
+def _reranker_scorer(finetuned_dir: str, groups: list[dict], params: dict):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .models import pick_device
+    from .train_reranker import val_ndcg as reranker_val_ndcg
+
+    cfg, device = params["reranker"], pick_device(params["device"])
+    tokenizer = AutoTokenizer.from_pretrained(str(finetuned_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(finetuned_dir)).to(device).eval()
+
+    def val_ndcg() -> float:
+        return reranker_val_ndcg(model, tokenizer, groups, max_length=cfg["max_length"],
+                                 batch_size=params["evaluate"]["batch_size"], device=device,
+                                 n_negatives=cfg["val_negatives"])
+
+    return model, val_ndcg
+
+
+def pick_weight(kind: str, finetuned_dir: str, base_dir: str, val_path: Path, grid: list[float],
+                params: dict) -> tuple[float, dict[str, float]]:
+    """`merge.weight: auto`: the grid weight with the best val nDCG@10 (ties: the larger weight)."""
+    from .train_embedder import read_groups
+
+    groups = [g for g in read_groups(val_path) if g["neg"]]
+    if not groups:
+        raise UserError(f"{val_path}: no val groups with negatives; set merge.weight to a number")
+    model, val_ndcg = (_embedder_scorer if kind == "embedder" else _reranker_scorer)(finetuned_dir, groups, params)
+    finetuned, base = load_state_dict(finetuned_dir), load_state_dict(base_dir)
+    own_keys = set(model.state_dict())
+    scores: dict[str, float] = {}
+    for weight in sorted(set(float(w) for w in grid)):
+        merged, _ = merge_state_dicts(finetuned, base, weight)
+        loadable = {k: v for k, v in merged.items() if k in own_keys}
+        if not loadable:
+            raise UserError(f"{finetuned_dir}: its weights do not match the loaded model; cannot score merges")
+        model.load_state_dict(loadable, strict=False)
+        scores[f"{weight:g}"] = round(val_ndcg(), 4)
+        log.info("%s merge weight %.2f: val nDCG@10 %.4f", kind, weight, scores[f"{weight:g}"])
+    best = max(scores, key=lambda w: (scores[w], float(w)))
+    log.info("%s: merge.weight auto -> %s (val nDCG@10 %s)", kind, best, scores[best])
+    return float(best), scores

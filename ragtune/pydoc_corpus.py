@@ -224,6 +224,26 @@ def _pool(chunk_size: int) -> tuple[list[dict], list[dict]]:
     return passages, candidates
 
 
+def _pool_in_clean_process(chunk_size: int) -> tuple[list[dict], list[dict]]:
+    """`_pool` run in a fresh, isolated interpreter: what the caller has imported (torch, pytest, ...)
+    changes some stdlib objects, and so the docs; a clean process gives the same corpus every time."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pool.json"
+        code = (f"import json, sys; sys.path.insert(0, {root!r}); from ragtune.pydoc_corpus import _pool; "
+                f"json.dump(_pool({chunk_size}), open({str(out)!r}, 'w'))")
+        subprocess.run([sys.executable, "-I", "-c", code], check=True, cwd=tmp,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        passages, candidates = json.loads(out.read_text())
+    return passages, candidates
+
+
 def _join(pieces: list[dict], without: str | None = None) -> str:
     return "\n\n".join(p["without"] if p["object"] == without else p["text"] for p in pieces)
 
@@ -233,7 +253,7 @@ def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
     sized by cfg["max_passages"] and cfg["max_queries"] (params["ingest"])."""
     max_passages, max_queries = cfg.get("max_passages", 2000), cfg.get("max_queries", 600)
     rng = random.Random(seed)
-    passages, candidates = _pool(CHUNK_SIZE)
+    passages, candidates = _pool_in_clean_process(CHUNK_SIZE)
     candidates = list(candidates)
 
     # Inverse cloze on every passage: one informative sentence becomes the query and leaves the passage.

@@ -172,8 +172,9 @@ def sample_group(group: dict[str, Any], pool: list[str], group_size: int, n_rand
 
 
 def ndcg_at_k(scores, labels, k: int = 10) -> float:
-    """Binary-gain nDCG@k of one ranked list (ties broken by input order)."""
-    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:k]
+    """Binary-gain nDCG@k of one ranked list. Ties rank non-relevant first: a model that scores
+    everything alike must not look perfect because positives come first in the val groups."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), bool(labels[i])))[:k]
     dcg = sum(1.0 / math.log2(r + 2) for r, i in enumerate(order) if labels[i])
     ideal = sum(1.0 / math.log2(r + 2) for r in range(min(k, int(sum(1 for x in labels if x)))))
     return dcg / ideal if ideal > 0 else 0.0
@@ -362,7 +363,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         logging_steps=max(1, total_steps // 50), save_strategy="steps" if eval_steps else "epoch",
         save_steps=eval_steps or 500, save_total_limit=1, seed=seed, data_seed=seed,
         use_cpu=device == "cpu", report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
-        fp16=False, bf16=False, gradient_checkpointing=False, disable_tqdm=False)
+        fp16=False, bf16=False, disable_tqdm=False)  # no fp16 or gradient checkpointing on CPU
 
     best_dir, state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
     state = read_json(state_file) if resume and state_file.is_file() else {"history": [], "best_step": None}
@@ -380,7 +381,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         score = val_ndcg(wrapper.model, tokenizer, val_groups, max_length=max_length,
                          batch_size=max(8, cfg["batch_size"] * group_size), device=device,
                          n_negatives=cfg["val_negatives"])
-        state["history"].append({"step": step, "ndcg@10": round(score, 6)})
+        score = round(score, 6)  # the rounded value is compared, logged and stored
+        state["history"].append({"step": step, "ndcg@10": score})
         best = max((h["ndcg@10"] for h in state["history"][:-1]), default=None)
         improved = best is None or score > best
         log.info("val nDCG@10 at step %d: %.4f%s", step, score, " (best so far)" if improved else "")

@@ -12,6 +12,14 @@ import pytest  # noqa: E402
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    # Tiny models run far faster on one thread than with two threads contending (CI has 2 cores).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """Path to a tiny random BERT saved as a sentence-transformers folder (built once per session)."""

@@ -36,3 +36,18 @@ def test_merge_folders_keeps_pooling_and_loads(tiny_model, tmp_path):
     assert (tmp_path / "merged" / "1_Pooling" / "config.json").is_file()
     model = SentenceTransformer(str(tmp_path / "merged"), device="cpu")
     assert model.encode(["a query"]).shape == (1, 32)
+
+
+def test_auto_weight_scores_the_grid_on_val(tiny_model, tmp_path):
+    from ragtune.io import write_jsonl
+    from ragtune.merge import pick_weight
+    from ragtune.params import defaults
+
+    val = tmp_path / "val.jsonl"
+    write_jsonl(val, [{"query": "python function", "pos": ["the python function"], "neg": ["a file error", "data"]},
+                      {"query": "file path", "pos": ["the file path"], "neg": ["python model", "rank score"]}])
+    params = defaults()
+    params["device"] = "cpu"
+    weight, scores = pick_weight("embedder", tiny_model, tiny_model, val, [0.0, 0.5, 1.0], params)
+    assert list(scores) == ["0", "0.5", "1"] and weight == 1.0  # identical models tie: the larger weight
+    assert all(0.0 <= v <= 1.0 for v in scores.values())

@@ -23,17 +23,6 @@ def _groups(n: int, offset: int = 0) -> list[dict]:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model on a shared 2-core machine trains ~5x faster on one thread than on two."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def data(tmp_path) -> dict:
     write_jsonl(tmp_path / "train.jsonl", _groups(12))

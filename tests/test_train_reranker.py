@@ -21,15 +21,20 @@ TOPICS = ["python", "function", "module", "class", "method", "string", "file", "
 
 
 def _groups(topics, seed):
-    """Easy groups: the positive repeats the query's word; negatives are about other words."""
+    """Easy groups: positives say "data", negatives "error" (a tiny model learns that in a few steps)."""
     rng = random.Random(seed)
     out = []
     for t in topics:
         others = [o for o in TOPICS if o != t]
         out.append({"query": f"{t} {t}",
-                    "pos": [f"the {t} is a {t} of the {t}"],
-                    "neg": [f"the {o} is a {o} of the {o}" for o in rng.sample(others, 5)]})
+                    "pos": [f"the {t} data is a {t} data"],
+                    "neg": [f"the {o} error is a {o} error" for o in rng.sample(others, 5)]})
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model) -> str:
+    return tiny_model
 
 
 @pytest.fixture
@@ -47,20 +52,20 @@ def _cfg(**over):
     return cfg
 
 
-def _train(tiny_model, data, tmp_path, name="out", epochs=1, resume=False, live=True, **over):
+def _train(model, data, tmp_path, name="out", epochs=1, resume=False, live=True, **over):
     train, val = data
-    return train_reranker(base=tiny_model, train_path=train, val_path=val, out_dir=tmp_path / name,
+    return train_reranker(base=model, train_path=train, val_path=val, out_dir=tmp_path / name,
                           cfg=_cfg(**over), epochs=epochs, seed=7, device="cpu",
                           checkpoint_dir=tmp_path / f"ckpt-{name}",
                           live_dir=tmp_path / f"live-{name}" if live else None, resume=resume)
 
 
-def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny_model, data, tmp_path):
-    stats = _train(tiny_model, data, tmp_path, epochs=2)
+def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny, data, tmp_path):
+    stats = _train(tiny, data, tmp_path, epochs=2)
     out = tmp_path / "out"
     assert (out / "model.safetensors").is_file() and not (out / "training_args.bin").exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
-    assert is_trained_reranker(out) and not is_trained_reranker(tiny_model)
+    assert is_trained_reranker(out) and not is_trained_reranker(tiny)
     for key in ("groups", "steps", "val_ndcg@10_before", "val_ndcg@10_after", "val_ndcg@10_best", "best_step",
                 "wall_seconds", "cpu_seconds", "history"):
         assert key in stats
@@ -84,21 +89,36 @@ def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny_model, data
     assert (metrics / "train" / "loss.tsv").is_file() or (metrics / "loss.tsv").is_file()
 
 
-def test_same_seed_same_bytes_and_resume_continues(tiny_model, data, tmp_path):
-    _train(tiny_model, data, tmp_path, name="a", epochs=2, live=False)
-    _train(tiny_model, data, tmp_path, name="b", epochs=2, live=False)
+def test_same_seed_same_bytes_and_resume_continues(tiny, data, tmp_path, monkeypatch):
+    a = _train(tiny, data, tmp_path, name="a", epochs=2, live=False)
+    _train(tiny, data, tmp_path, name="b", epochs=2, live=False)
     weights = lambda n: (tmp_path / n / "model.safetensors").read_bytes()  # noqa: E731
     assert weights("a") == weights("b")
-    # One epoch, then resume to two: the same model as two epochs straight (checkpoint weights,
-    # optimizer, data order and negative sampling all restored).
-    _train(tiny_model, data, tmp_path, name="c", epochs=1, live=False)
-    stats = _train(tiny_model, data, tmp_path, name="c", epochs=2, resume=True, live=False)
-    assert stats["steps"] == 16 and [h["step"] for h in stats["history"]] == [0, 8, 16]
+
+    # Interrupt a run in its last validation (after the epoch-1 checkpoint), then resume: the same
+    # model and history as the straight run (weights, optimizer, data order, negatives restored).
+    import ragtune.train_reranker as tr
+
+    real, calls = tr.val_ndcg, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("test")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "val_ndcg", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny, data, tmp_path, name="c", epochs=2, live=False)
+    assert not (tmp_path / "c").exists()
+    monkeypatch.setattr(tr, "val_ndcg", real)
+    c = _train(tiny, data, tmp_path, name="c", epochs=2, resume=True, live=False)
+    assert c["steps"] == 16 and c["history"] == a["history"]
     assert weights("c") == weights("a")
 
 
-def test_lora_is_merged_into_a_plain_model(tiny_model, data, tmp_path):
-    stats = _train(tiny_model, data, tmp_path, lora=True, lora_r=4, lora_alpha=8, lr=1e-2, live=False,
+def test_lora_is_merged_into_a_plain_model(tiny, data, tmp_path):
+    stats = _train(tiny, data, tmp_path, lora=True, lora_r=4, lora_alpha=8, lr=1e-2, live=False,
                    eval_steps=4)
     out = tmp_path / "out"
     assert not (out / "adapter_config.json").exists()
@@ -115,9 +135,9 @@ def test_lora_is_merged_into_a_plain_model(tiny_model, data, tmp_path):
     assert score_pairs(str(out), [("python", "the python")], batch_size=2, max_length=32).shape == (1,)
 
 
-def test_bad_lora_targets_name_the_param(tiny_model, data, tmp_path):
+def test_bad_lora_targets_name_the_param(tiny, data, tmp_path):
     with pytest.raises(UserError, match="reranker.lora_target_modules"):
-        _train(tiny_model, data, tmp_path, lora=True, lora_target_modules=["nonexistent"], live=False)
+        _train(tiny, data, tmp_path, lora=True, lora_target_modules=["nonexistent"], live=False)
 
 
 def test_read_groups_names_file_and_line(tmp_path):
@@ -153,3 +173,4 @@ def test_ndcg_at_k():
     assert ndcg_at_k([1, 2, 3], [1, 0, 0]) == pytest.approx(0.5)
     assert ndcg_at_k([0.1] * 12 + [0.0], [0] * 12 + [1]) == 0.0
     assert ndcg_at_k([3, 2, 1], [0, 0, 0]) == 0.0
+    assert ndcg_at_k([1, 1, 1], [1, 0, 0]) == pytest.approx(0.5)  # ties: no credit for input order

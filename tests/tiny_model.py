@@ -26,7 +26,8 @@ def build_tiny_bert(path: str | Path, seed: int = 0) -> str:
         + [f"##{c}" for c in string.ascii_lowercase + string.digits]
     vocab = list(dict.fromkeys(vocab))
     (raw / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(raw / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores vocab_file here; pass the vocab itself or every word becomes [UNK].
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
