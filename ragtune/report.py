@@ -125,51 +125,39 @@ def _means_table(means: Means, metrics: list[str], baseline: str,
     return _table(header, rows)
 
 
-def _is_adapted(system: str) -> bool:
-    # A system uses the project's training when its name mentions a fine-tuned or merged model.
-    return "finetuned" in system or "merged" in system
+def _counterpart(system: str) -> str | None:
+    """The system that differs from `system` only by what was fine-tuned: its fair reference."""
+    if " + rerank:" in system:
+        return system.split(" + rerank:")[0]
+    if system in ("dense:finetuned", "dense:merged"):
+        return "dense:base"
+    return None
 
 
-def _verdict(means: Means, baseline: str, metric: str, pvalues: dict[str, tuple[float | None, int]],
-             test: str) -> str:
-    """One plain sentence, derived from the numbers: did the fine-tuned systems beat the baseline?"""
-    others = [s for s in means if s != baseline and metric in means[s]]
-    if metric not in means.get(baseline, {}) or not others:
-        return f"**Verdict:** only one system has {metric}; there is nothing to compare."
-    adapted = [s for s in others if _is_adapted(s)]
-    best = max(adapted or others, key=lambda s: means[s][metric])
-    diff = means[best][metric] - means[baseline][metric]
-    p, n = pvalues.get(best, (None, 0))
-    p_text = _pval(p).replace(" *", "")
-    stats = (f"p{'' if p_text.startswith('<') else '='}{p_text}, {_TEST_NAMES[test]} on {n} queries"
-             if p is not None else "no per-query scores for a p-value")
-    significant = p is not None and p < 0.05
-    if adapted:
-        if diff > 0 and significant:
-            line = (f"**Verdict: fine-tuning helped.** {best} beats {baseline} by {_delta(diff)} {metric} "
-                    f"({stats}).")
-        elif diff > 0:
-            line = (f"**Verdict: fine-tuning did NOT clearly help.** The best fine-tuned system, {best}, is "
-                    f"ahead of {baseline} by {_delta(diff)} {metric}, but a difference this small could be "
-                    f"chance ({stats}).")
-        elif significant:
-            line = (f"**Verdict: fine-tuning did NOT help; it hurt.** Even the best fine-tuned system, {best}, "
-                    f"is {_delta(diff)} {metric} against {baseline} ({stats}).")
-        else:
-            line = (f"**Verdict: fine-tuning did NOT help.** The best fine-tuned system, {best}, is at "
-                    f"{_delta(diff)} {metric} against {baseline} ({stats}).")
-    else:
-        judged = "is unlikely to be chance" if significant else "could be chance"
-        none = ("the baseline is the only fine-tuned system" if _is_adapted(baseline)
-                else "no fine-tuned system was evaluated")
-        line = (f"**Verdict:** {none}. The best other system, {best}, is at "
-                f"{_delta(diff)} {metric} against {baseline}, which {judged} ({stats}).")
+def _judge(diff: float, p: float | None) -> str:
+    if p is not None and p < 0.05:
+        return "helped" if diff > 0 else "hurt"
+    return "no clear difference"
+
+
+def _verdict(means: Means, per_query: PerQuery, metric: str, test: str, seed: int, trials: int) -> str:
+    """Did fine-tuning help? Each fine-tuned system against the same pipeline without it, in plain words."""
+    lines = ["## Did fine-tuning help?", ""]
+    pairs = [(s, _counterpart(s)) for s in means if _counterpart(s) in means and metric in means[s]]
+    if not pairs:
+        lines.append("No fine-tuned system has a counterpart in this run: nothing to compare.")
+    for system, ref in pairs:
+        diff = means[system][metric] - means[ref][metric]
+        p, n = _paired_p(per_query, system, ref, metric, test, seed, trials)
+        verdict = _judge(diff, p)
+        word = {"helped": "**helped**", "hurt": "**hurt**", "no clear difference": "made no clear difference"}
+        p_text = _pval(p).replace(" *", "")
+        p_text = p_text if p_text.startswith("<") else f"={p_text}"
+        lines.append(f"- {system} vs {ref}: {word[verdict]} ({_delta(diff)} {metric}, "
+                     f"p{p_text}, {_TEST_NAMES[test]} on {n} queries)")
     top = max(means, key=lambda s: means[s].get(metric, -math.inf))
-    if top not in (best, baseline):
-        line += f" Best overall on {metric}: {top} ({_num(means[top][metric])})."
-    elif top == baseline and diff < 0:
-        line += f" The baseline itself is best on {metric} ({_num(means[baseline][metric])})."
-    return line
+    lines += ["", f"**Best system on {metric}: {top} ({_num(means[top][metric])}).**"]
+    return "\n".join(lines)
 
 
 def _how_to_read(metrics: list[str], baseline: str, sig_metric: str, test: str, n_queries: int) -> str:
@@ -218,7 +206,7 @@ def markdown_report(means: Means, per_query: PerQuery, *, baseline: str = "dense
     n_queries = len(base_rows)
 
     parts = ["# Retrieval evaluation", "",
-             _verdict(means, baseline, sig_metric, tests, significance), "",
+             _verdict(means, per_query, sig_metric, significance, seed, trials), "",
              _means_table(means, metrics, baseline, {s: p for s, (p, _) in tests.items()}, sig_metric), "",
              "## How to read this", "",
              _how_to_read(metrics, baseline, sig_metric, significance, n_queries), ""]

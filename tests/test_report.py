@@ -44,22 +44,30 @@ def test_table_bold_deltas_and_pvalues():
 def test_verdict_helped():
     means, pq = systems({"dense:finetuned": [0.1] * 20})
     text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0)
-    assert ("**Verdict: fine-tuning helped.** dense:finetuned beats dense:base by +0.100 nDCG@10 "
-            "(p<0.001, randomization test on 20 queries).") in text
+    assert ("- dense:finetuned vs dense:base: **helped** (+0.100 nDCG@10, p<0.001, randomization test "
+            "on 20 queries)") in text
+    assert "**Best system on nDCG@10: dense:finetuned (0.490).**" in text
 
 
 def test_verdict_not_significant_and_hurt():
     # +0.1 on 11 queries, -0.1 on 9: mean +0.01; a sign-flip test finds this common by chance.
     means, pq = systems({"dense:finetuned": [0.1] * 11 + [-0.1] * 9, "bm25": [0.3] * 20})
     text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0)
-    assert "**Verdict: fine-tuning did NOT clearly help.** The best fine-tuned system, dense:finetuned, " \
-           "is ahead of dense:base by +0.010 nDCG@10" in text
-    assert "Best overall on nDCG@10: bm25 (0.690)." in text
+    assert "- dense:finetuned vs dense:base: made no clear difference (+0.010 nDCG@10, p=" in text
+    assert "**Best system on nDCG@10: bm25 (0.690).**" in text
     means, pq = systems({"dense:finetuned": [-0.1] * 20, "dense:merged": [-0.2] * 20})
     text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0, significance="ttest")
-    assert "**Verdict: fine-tuning did NOT help; it hurt.** Even the best fine-tuned system, " \
-           "dense:finetuned, is -0.100 nDCG@10 against dense:base" in text
-    assert "t-test" in text
+    assert "- dense:finetuned vs dense:base: **hurt** (-0.100 nDCG@10, p<0.001, t-test on 20 queries)" in text
+    assert "- dense:merged vs dense:base: **hurt**" in text
+
+
+def test_reranker_is_judged_against_its_own_first_stage():
+    # A reranker that lifts dense:base but ruins bm25 must not be credited for beating the baseline row.
+    means, pq = systems({"bm25": [0.4] * 20, "bm25 + rerank:finetuned": [0.2] * 20,
+                         "dense:base + rerank:finetuned": [0.0] * 20})
+    text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0)
+    assert "- bm25 + rerank:finetuned vs bm25: **hurt** (-0.200 nDCG@10" in text
+    assert "- dense:base + rerank:finetuned vs dense:base: made no clear difference (+0.000 nDCG@10" in text
 
 
 def test_baseline_fallback_groups_notes_and_determinism():
@@ -79,7 +87,7 @@ def test_baseline_fallback_groups_notes_and_determinism():
 def test_single_system_and_missing_sig_metric():
     means = {"bm25": {"R@100": 0.5}}
     text = markdown_report(means, {"bm25": {"q": {"R@100": 0.5}}}, metrics_shown=SHOWN, seed=0)
-    assert "nothing to compare" in text and "nDCG@10" not in text  # column dropped, test falls back to R@100
+    assert "nothing to compare" in text and "| nDCG@10" not in text  # column dropped, test falls back to R@100
 
 
 def test_console_table_aligned():
