@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -13,6 +14,9 @@ from pathlib import Path
 from .errors import UserError
 
 log = logging.getLogger("ragtune")
+
+# OSErrors that are the environment's fault (no space, quota, read-only, permissions), not a bug.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _setup_env() -> None:
@@ -42,11 +46,19 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[dict]:
     try:
         from . import params as params_module
         params = params_module.load(params_path)
-        from .models import seed_everything
+        from .models import seed_everything, set_security
+        set_security(params["security"])
         seed_everything(params["seed"])
         yield params
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        # The disk, not the code: full, read-only or forbidden. One line; atomic writes kept old outputs.
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; outputs already written are unchanged", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:
         print(f"error: stage {name} interrupted ({e or 'Ctrl-C'}); no output was half-written",

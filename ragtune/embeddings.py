@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_output
-from .models import pick_device, resolve_model
+from .models import pick_device, resolve_model, trust_remote_code
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def load_model(model_path: str, device: str = "auto", max_seq_length: int | None
     model = _loaded.get(key)
     if model is None:
         # str(): a pathlib.Path raises TypeError in sentence-transformers 6.2.0.
-        model = SentenceTransformer(str(path), device=device)
+        model = SentenceTransformer(str(path), device=device, trust_remote_code=trust_remote_code())
         _loaded.clear()  # keep one model in memory: stages switch models, RAM is small
         _loaded[key] = model
     if max_seq_length is not None:

@@ -5,6 +5,7 @@ with BM25 is the one with the best val nDCG@10.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -75,7 +76,6 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     from .models import pick_device
     from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows, safe_name,
                          write_per_query_csv, write_trec_run)
-    from .rerank import rerank
     from .train_reranker import is_trained_reranker
 
     cfg, rr = params["evaluate"], params["reranker"]
@@ -95,13 +95,15 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     if "base" in rerankers and not is_trained_reranker(paths["rerank:base"]):
         log.info("rerank:base skipped: %s has no trained ranking head", params["reranker"]["base"])
         rerankers.remove("base")
+    alphas = {}
     for reranker in rerankers:
-        score_cache: dict = {}  # one model scores each (query, doc) pair once across first stages
-        for first in runs["test"]:
-            test_runs[system_name(first, reranker)] = rerank(
-                runs["test"][first], split_queries["test"], corpus, paths[f"rerank:{reranker}"],
-                depth=cfg["rerank_depth"], batch_size=cfg["batch_size"], max_length=rr["max_length"],
-                device=device, cache=score_cache)
+        score_cache: dict = {}  # one model scores each (query, doc) pair once across first stages and splits
+        rerank_split = functools.partial(_rerank_split, corpus=corpus, model=paths[f"rerank:{reranker}"],
+                                         cfg=cfg, max_length=rr["max_length"], device=device, cache=score_cache)
+        alphas[reranker] = _pick_alpha(cfg, runs["val"], split_queries["val"], qrels["val"], rerank_split)
+        log.info("rerank:%s: interpolation alpha %s", reranker, alphas[reranker])
+        reranked = rerank_split(runs["test"], split_queries["test"], alphas[reranker]["alpha"])
+        test_runs.update({system_name(first, reranker): run for first, run in reranked.items()})
     if "none" not in cfg["rerankers"]:
         test_runs = {s: r for s, r in test_runs.items() if "rerank:" in s}
 
@@ -112,10 +114,14 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     results = {s: dict(m, **({"by_group": groups[s]} if groups else {})) for s, m in means.items()}
 
     write_json(metrics_dir / "eval.json", results)
+    write_json(metrics_dir / "rerank_alpha.json", alphas)
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "
              f"{cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
              f"(best dense model on val)."]
+    notes += [f"rerank:{r} scores are interpolated with the first stage's: alpha = {a['alpha']} reranker share "
+              f"({'picked on val' if 'val_ndcg@10_by_alpha' in a else 'set in params'}; 1 = pure reranker)."
+              for r, a in alphas.items()]
     report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
                              significance=cfg["significance"], seed=params["seed"], notes=notes,
                              groups=_by_group_means(groups))
@@ -155,3 +161,36 @@ def _by_group_means(groups: dict) -> dict | None:
         for group, values in by_group.items():
             out.setdefault(group, {})[system] = values
     return out
+
+
+def _rerank_split(runs: dict, queries: dict, alpha: float, *, corpus: dict, model: str, cfg: dict,
+                  max_length: int, device: str, cache: dict) -> dict:
+    """Rerank every first stage's run of one split, interpolated with the first stage at `alpha`."""
+    from .rerank import interpolate, rerank
+
+    depth = cfg["rerank_depth"]
+    out = {}
+    for first, run in runs.items():
+        reranked = rerank(run, queries, corpus, model, depth=depth, batch_size=cfg["batch_size"],
+                          max_length=max_length, device=device, cache=cache)
+        out[first] = reranked if alpha == 1.0 else interpolate(run, reranked, alpha, depth=depth)
+    return out
+
+
+def _pick_alpha(cfg: dict, val_runs: dict, val_queries: dict, val_qrels: dict, rerank_split) -> dict:
+    """The reranker's share: fixed in params, or the grid value with the best mean val nDCG@10 over the
+    first stages (ties: the larger share). Chosen on val, never on test."""
+    from .metrics import evaluate_run
+
+    if cfg["rerank_alpha"] != "auto":
+        return {"alpha": float(cfg["rerank_alpha"])}
+    if not val_qrels:
+        log.warning("no val queries: rerank_alpha auto falls back to 1.0 (pure reranker)")
+        return {"alpha": 1.0}
+    scores = {}
+    for alpha in sorted({float(a) for a in cfg["alpha_grid"]}):
+        runs = rerank_split(val_runs, val_queries, alpha)
+        values = [evaluate_run(run, val_qrels, cfg)[0]["nDCG@10"] for run in runs.values()]
+        scores[f"{alpha:g}"] = round(sum(values) / len(values), 4)
+    best = max(scores, key=lambda a: (scores[a], float(a)))
+    return {"alpha": float(best), "val_ndcg@10_by_alpha": scores}

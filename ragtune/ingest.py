@@ -4,7 +4,8 @@ Sources (params ingest.source):
 - "pydoc": the default dataset, built from this interpreter's documentation (ragtune.pydoc_corpus);
 - "beir": a folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv, validated line by line;
 - "documents": a folder of .txt/.md/.html/.jsonl files, chunked, with generated queries;
-- "conversations": not implemented yet.
+- "conversations": a folder with corpus.jsonl and conversations.jsonl (ragtune.conversations), each
+  judged user turn a query.
 Everything is read and validated before the first file is written.
 """
 from __future__ import annotations
@@ -38,7 +39,9 @@ def ingest(cfg: dict, seed: int, out_dir: str | Path) -> dict[str, Any]:
     elif source == "documents":
         corpus, queries, qrels_by_split, stats = read_documents(_folder(cfg), cfg, seed)
     elif source == "conversations":
-        raise UserError("params.yaml: ingest.source: 'conversations' is not implemented yet")
+        from .conversations import read_conversations
+        corpus, queries, qrels_by_split, stats = read_conversations(_folder(cfg), cfg,
+                                                                    strict=cfg.get("strict", True))
     else:
         raise UserError(f"params.yaml: ingest.source: unknown source '{source}'")
     _check_consistent(corpus, queries, qrels_by_split)
@@ -83,7 +86,8 @@ def _check_consistent(corpus: dict, queries: dict, qrels_by_split: dict[str, io.
 def read_beir(folder: Path, strict: bool = True) -> tuple[dict, dict, dict[str, io.Qrels], dict]:
     """Read and cross-check a BEIR folder. Judgments naming an unknown query or document are an error
     naming file and line when `strict`, else dropped and counted."""
-    corpus = io.read_corpus(folder / "corpus.jsonl")
+    # Texts stay on disk: the qrels check needs only ids, and write_raw streams the copy.
+    corpus = io.CorpusFile(folder / "corpus.jsonl")
     queries = io.read_queries(folder / "queries.jsonl")
     qdir = folder / "qrels"
     files = sorted(qdir.glob("*.tsv")) if qdir.is_dir() else []
@@ -208,7 +212,8 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
                 raise UserError(f"{where}: duplicate document id '{doc_id}'")
             corpus[cid] = {"title": title, "text": chunk}
             source_of[cid] = rel
-    passages, generated = generate({i: d["text"] for i, d in corpus.items()}, cfg, seed)
+    gen_stats: dict[str, Any] = {}
+    passages, generated = generate({i: d["text"] for i, d in corpus.items()}, cfg, seed, stats=gen_stats)
     rng = random.Random(seed)
     rng.shuffle(generated)
     generated = sorted(generated[:cfg.get("max_queries", 600)], key=lambda g: (g["docid"], g["text"]))
@@ -224,4 +229,8 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
         qid = f"q{n:05d}"
         queries[qid] = {"text": g["text"], "metadata": {"method": g["method"], "source": source_of[g["docid"]]}}
         qrels[qid] = {g["docid"]: 1}
-    return corpus, queries, {"all": qrels}, {"files": len(set(source_of.values())), "chunks": len(corpus)}
+    stats = {"files": len(set(source_of.values())), "chunks": len(corpus),
+             "generator": cfg.get("generator", "heuristic")}
+    if gen_stats:
+        stats["generation"] = gen_stats
+    return corpus, queries, {"all": qrels}, stats

@@ -7,6 +7,8 @@ a killed stage never leaves a half-written declared output behind.
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import json
 import os
 import shutil
@@ -31,14 +33,25 @@ def atomic_output(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
         raise UserError(f"{parent}: cannot create output directory: {e.strerror}") from None
     if not os.access(parent, os.W_OK):
         raise UserError(f"{parent}: output directory is not writable")
-    prefix = f".{path.name}.tmp-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent)) if is_dir else Path(
-        tempfile.mkstemp(prefix=prefix, dir=parent)[1])
+    _remove_stale(parent, path.name)
+    # The writer's pid in the name tells a later run whether the temp path is stale (its writer died).
+    prefix = f".{path.name}.tmp-{os.getpid()}-"
+    try:
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+        # mkdtemp/mkstemp create 0700/0600 paths; outputs get the usual permissions (umask applies).
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
+    except OSError as e:
+        raise UserError(f"{path}: cannot write: {e.strerror}") from None
     try:
         yield tmp
         if is_dir and path.exists():
             # Two renames keep the old directory until the new one is complete.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -52,6 +65,38 @@ def atomic_output(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove `.<name>.tmp-<pid>-*` / `.<name>.old-<pid>-*` left by a writer that was killed (SIGKILL,
+    power loss): no cleanup code ran for them. A live writer's paths (its pid exists) are left alone."""
+    for kind in ("tmp", "old"):
+        for p in parent.glob(f".{glob.escape(name)}.{kind}-*"):
+            pid = p.name[len(name) + len(kind) + 3:].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+            if kind == "old" and (p / "x").exists() and not (parent / name).exists():
+                # Killed between the two renames: the previous version is the only copy; put it back.
+                with contextlib.suppress(OSError):
+                    os.replace(p / "x", parent / name)
+            _remove(p)
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(p: Path) -> None:
@@ -119,10 +164,11 @@ def _text_field(path: Path, lineno: int, obj: dict, field: str, required: bool =
     return str(value)
 
 
-def read_corpus(path: str | Path) -> dict[str, dict[str, str]]:
-    """BEIR corpus.jsonl -> {doc_id: {"title": str, "text": str}}; ids unique, text non-empty."""
+def iter_corpus(path: str | Path) -> Iterator[tuple[str, str, str]]:
+    """Stream a BEIR corpus.jsonl as validated (doc_id, title, text): ids unique, text non-empty.
+    Only the ids are kept in memory (for the duplicate check)."""
     path = Path(path)
-    corpus: dict[str, dict[str, str]] = {}
+    seen: set[str] = set()
     for lineno, obj in iter_jsonl(path):
         doc_id = _text_field(path, lineno, obj, "_id")
         text = _text_field(path, lineno, obj, "text")
@@ -131,12 +177,44 @@ def read_corpus(path: str | Path) -> dict[str, dict[str, str]]:
             raise located(path, lineno, "empty id", "_id")
         if not text.strip():
             raise located(path, lineno, f"empty text for document '{doc_id}'", "text")
-        if doc_id in corpus:
+        if doc_id in seen:
             raise located(path, lineno, f"duplicate id '{doc_id}'", "_id")
-        corpus[doc_id] = {"title": title, "text": text}
-    if not corpus:
+        seen.add(doc_id)
+        yield doc_id, title, text
+    if not seen:
         raise UserError(f"{path}: no documents")
-    return corpus
+
+
+def read_corpus(path: str | Path) -> dict[str, dict[str, str]]:
+    """BEIR corpus.jsonl -> {doc_id: {"title": str, "text": str}}; ids unique, text non-empty."""
+    return {doc_id: {"title": title, "text": text} for doc_id, title, text in iter_corpus(path)}
+
+
+class CorpusFile:
+    """A validated corpus.jsonl without its texts in memory: ids are held (for `in` and len), texts are
+    streamed from disk by `items()` (e.g. to copy it) or `subset(ids)`. Enough wherever a corpus is
+    only checked against and copied, so memory grows with the number of documents, not their text."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.ids = {doc_id for doc_id, _, _ in iter_corpus(self.path)}
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return (doc_id for doc_id, _, _ in iter_corpus(self.path))
+
+    def items(self) -> Iterator[tuple[str, dict[str, str]]]:
+        return ((doc_id, {"title": title, "text": text}) for doc_id, title, text in iter_corpus(self.path))
+
+    def subset(self, ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """{doc_id: {"title", "text"}} for the wanted ids only, in one pass over the file."""
+        wanted = set(ids)
+        return {i: d for i, d in self.items() if i in wanted}
 
 
 def read_queries(path: str | Path) -> dict[str, dict[str, Any]]:

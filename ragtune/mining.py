@@ -125,7 +125,9 @@ def _rescorer(name: str | None, device: str):
 
     from .models import pick_device, resolve_model
 
-    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device))
+    from .models import trust_remote_code
+
+    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device), trust_remote_code=trust_remote_code())
     log.info("rescoring mined candidates with cross-encoder %s", name)
 
     def score(query: str, texts: list[str]) -> list[float]:
@@ -175,6 +177,13 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     val_pos = _positives(val_qrels, corpus, queries, "val", val_skipped)
     if not train_pos:
         raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine")
+    # Negatives are distinct non-positive documents: a corpus that small cannot fill a group.
+    most_pos = max(len(p) for p in train_pos.values())
+    if num_neg + n_random > len(corpus) - most_pos:
+        what = f"{num_neg}" + (f" (+ mine.random_negatives {n_random})" if n_random else "")
+        raise UserError(f"params.yaml: mine.num_negatives: {what} is more than this "
+                        f"corpus allows ({len(corpus)} documents, up to {most_pos} positives per query, so at "
+                        f"most {max(len(corpus) - most_pos, 0)} negatives)")
     overlap = set(train_pos) & set(val_pos)
     if overlap:
         raise UserError(f"train and val qrels share {len(overlap)} queries (e.g. '{min(overlap)}')")

@@ -44,26 +44,61 @@ def resolve_model(name: str) -> str:
     return resolved
 
 
+# What stage() read from params.yaml's `security` section; load sites pass it to the libraries.
+_SECURITY = {"trust_remote_code": False, "allow_pickle": False}
+
+
+def set_security(security: dict) -> None:
+    """Called once per stage with params["security"]."""
+    _SECURITY["trust_remote_code"] = bool(security.get("trust_remote_code", False))
+    _SECURITY["allow_pickle"] = bool(security.get("allow_pickle", False))
+
+
+def trust_remote_code() -> bool:
+    """The value every SentenceTransformer / CrossEncoder / AutoModel load passes explicitly."""
+    return _SECURITY["trust_remote_code"]
+
+
+def _config_files(p: Path) -> list[Path]:
+    # The model's own config and its tokenizer's, at the top level and one level down (sentence-
+    # transformers folders may keep the transformer in a subfolder): any of them may name custom code.
+    names = ("config.json", "tokenizer_config.json", "config_sentence_transformers.json")
+    return [f for d in [p, *sorted(x for x in p.iterdir() if x.is_dir())] for f in (d / n for n in names)
+            if f.is_file()]
+
+
 def check_model_dir(path: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
-    """Refuse model folders that would run code or unpickle weights unless params allow it."""
+    """Refuse model folders that would run code or unpickle weights unless params allow it.
+
+    Custom code: a `*.py` file anywhere in the folder (sentence-transformers custom modules, HF remote
+    code) or an `auto_map` in a config. Pickle: `*.bin` / `*.pt` / `*.pth` / `*.pkl` weights with no
+    safetensors next to them (the libraries prefer safetensors when both exist).
+    """
     p = Path(path)
     if not p.is_dir():
-        return  # a hub id: the libraries apply their own checks (trust_remote_code stays False)
-    config_file = p / "config.json"
-    if config_file.is_file() and not trust_remote_code:
-        try:
-            config = json.loads(config_file.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{config_file}: malformed JSON: {e.msg}") from None
-        if config.get("auto_map") or any(f.suffix == ".py" for f in p.iterdir()):
-            raise UserError(f"{p}: this model ships custom code; set security.trust_remote_code: true "
-                            f"in params.yaml only if you trust its author")
+        return  # a hub id: the libraries apply their own checks (we pass trust_remote_code explicitly)
+    if not trust_remote_code:
+        code = sorted(f for f in p.rglob("*.py") if not any(x.startswith(".") for x in f.relative_to(p).parts))
+        reason = f"ships Python code ({code[0].relative_to(p)})" if code else None
+        for config_file in _config_files(p) if not reason else []:
+            try:
+                config = json.loads(config_file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise UserError(f"{config_file}: malformed JSON: {getattr(e, 'msg', e)}") from None
+            if isinstance(config, dict) and config.get("auto_map"):
+                reason = f"asks to run custom code (auto_map in {config_file.relative_to(p)})"
+                break
+        if reason:
+            raise UserError(f"{p}: this model {reason}; refused. To allow it, set "
+                            f"security.trust_remote_code: true in params.yaml (only if you trust its author)")
     weights = list(p.glob("*.safetensors")) + list(p.glob("*/*.safetensors"))
-    pickles = [f for f in list(p.glob("*.bin")) + list(p.glob("*.pt")) + list(p.glob("*.pth"))
-               if f.name != "training_args.bin"]
+    pickles = [f for pattern in ("*.bin", "*.pt", "*.pth", "*.pkl", "*/*.bin", "*/*.pt", "*/*.pth")
+               for f in p.glob(pattern) if f.name not in ("training_args.bin", "optimizer.pt", "scheduler.pt",
+                                                          "rng_state.pth")]
     if pickles and not weights and not allow_pickle:
-        raise UserError(f"{p}: only pickle weights ({pickles[0].name}), which can run code when loaded; "
-                        f"convert to safetensors or set security.allow_pickle: true in params.yaml")
+        raise UserError(f"{p}: only pickle weights ({pickles[0].relative_to(p)}), which can run code when "
+                        f"loaded; refused. Convert them to safetensors, or to allow "
+                        f"them set security.allow_pickle: true in params.yaml")
 
 
 def pick_device(device: str = "auto") -> str:

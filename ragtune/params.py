@@ -110,7 +110,10 @@ SCHEMA: dict[str, Any] = {
     "prepare": {
         "val_fraction": Spec(NUM, 0.1, min=0.0, max=0.5),
         "test_fraction": Spec(NUM, 0.2, min=0.0, max=0.9),
-        "group_by": Spec(STR, None, nullable=True, help="metadata key: no group in two splits"),
+        "group_by": Spec(STR, None, nullable=True, help="metadata key: no group in two splits; null: "
+                                                        "conversation_id when every query has one"),
+        "test_split": Spec(STR, None, nullable=True, help="source split to evaluate on (e.g. dev); null: "
+                                                          "the source's test split, else carved"),
     },
     "mine": {
         "first_stage": Spec(STR, "bm25", choices=("bm25", "dense", "hybrid")),
@@ -163,6 +166,10 @@ SCHEMA: dict[str, Any] = {
         "first_stages": Spec(LIST, list(FIRST_STAGES), item_choices=FIRST_STAGES),
         "rerankers": Spec(LIST, list(RERANKERS), item_choices=RERANKERS),
         "rerank_depth": Spec(INT, 20, min=1),
+        "rerank_alpha": Spec((float, int, str), "auto", choices=("auto",), min=0.0, max=1.0,
+                             help="reranker share when interpolating with the first stage (1 = pure "
+                                  "reranker); auto = best on val from alpha_grid"),
+        "alpha_grid": Spec(LIST, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
         "retrieve_depth": Spec(INT, 100, min=1),
         "rrf_k": Spec(INT, 60, min=1),
         "batch_size": Spec(INT, 64, min=1),
@@ -218,6 +225,9 @@ def _cross_checks(p: dict) -> None:
         for c in p["evaluate"][name]:
             if not isinstance(c, int) or isinstance(c, bool) or c < 1:
                 raise _bad(f"evaluate.{name}", f"cutoffs must be positive integers, got {c!r}")
+    for w in p["evaluate"]["alpha_grid"]:
+        if not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise _bad("evaluate.alpha_grid", f"values must be numbers in [0, 1], got {w!r}")
     for w in p["merge"]["grid"]:
         if not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise _bad("merge.grid", f"weights must be numbers in [0, 1], got {w!r}")

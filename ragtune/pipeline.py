@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .cli import summary
 from .errors import UserError
-from .io import (atomic_output, read_corpus, read_json, read_qrels, read_queries, write_json,
+from .io import (CorpusFile, atomic_output, read_corpus, read_json, read_qrels, read_queries, write_json,
                  write_jsonl, write_qrels, write_queries)
 from .models import check_model_dir, pick_device, resolve_model
 
@@ -55,7 +55,7 @@ def prepare(params: dict, *, raw_dir: str, out_dir: str, stats_path: str) -> Non
     if not qrels_files:
         raise UserError(f"{raw / 'qrels'}: no qrels/<split>.tsv files")
     qrels_by_split = {f.stem: read_qrels(f)[0] for f in qrels_files}
-    corpus = read_corpus(raw / "corpus.jsonl")  # lets the split refuse test positives as train queries
+    corpus = CorpusFile(raw / "corpus.jsonl")  # streamed: lets the split refuse test positives as train queries
     split_qrels, stats = split_queries(queries, qrels_by_split, params["prepare"], seed=params["seed"],
                                        corpus=corpus)
     used = {qid for split in SPLITS for qid in split_qrels[split]}
@@ -78,11 +78,13 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[dict, dict]:
 def mine(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stats_path: str) -> None:
     from .mining import mine as mine_groups
 
+    if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
+        _base_model(params["mine"]["rescore_with"], params["security"])
+    embedder = dict(params["embedder"], base=_base_model(params["embedder"]["base"], params["security"]))
     corpus = read_corpus(corpus_path)
     queries = read_queries(Path(prepared_dir) / "queries.jsonl")
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
     val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
-    embedder = dict(params["embedder"], base=_base_model(params["embedder"]["base"], params["security"]))
     train_groups, val_groups, stats = mine_groups(
         corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
         device=pick_device(params["device"]), cache_dir=EMBEDDING_CACHE)

@@ -2,17 +2,28 @@
 
 `heuristic` needs no model: inverse cloze (one informative sentence of a passage becomes the query
 and is removed from the passage, so the passage must be found from its context, not by string match).
+`llm` asks any OpenAI-compatible chat endpoint (ragtune.llm) for queries, caching every answer per
+passage in `.cache/querygen/` so a rerun or a resumed run never pays for the same passage twice.
 The filters here (too short, generic, duplicated) are shared by every generator.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 from .chunking import split_sentences
 from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+QUERYGEN_CACHE = Path(".cache") / "querygen"  # relative to the cwd (the project root in a stage)
+MAX_FAILURES_IN_A_ROW = 3  # then the endpoint is down or misconfigured: stop instead of hammering it
 
 MIN_QUERY_CHARS = 25
 MAX_QUERY_CHARS = 300
@@ -157,9 +168,131 @@ def heuristic(passages: dict[str, str], n_per_passage: int, seed: int
     return {d: t if d in with_query else passages[d] for d, t in new_passages.items()}, kept
 
 
-def generate(passages: dict[str, str], cfg: dict, seed: int) -> tuple[dict[str, str], list[dict]]:
-    """The one entry point: dispatch on `cfg["generator"]` (params["ingest"])."""
-    if cfg.get("generator", "heuristic") == "heuristic":
+# A list marker or label an LLM puts before each query: "1.", "2)", "-", "*", "Q1:", "Query 2:".
+_MARKER = re.compile(r"^\s*(?:(?:[-*\u2022]+|\(?\d+[.):]|q(?:uery)?\s*\d*\s*[:.)])\s*)+", re.I)
+
+
+def parse_queries(content: str, n: int) -> list[str]:
+    """Up to `n` queries from an LLM reply: one per line (list markers, quotes and a preamble line
+    ending in ':' removed), or a JSON list of strings."""
+    text = content.strip()
+    lines: list = text.splitlines()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+            if isinstance(items, list):
+                lines = [i for i in items if isinstance(i, str)]
+        except json.JSONDecodeError:
+            pass
+    out: list[str] = []
+    for line in lines:
+        q = _MARKER.sub("", line).strip().strip("\"'`").strip()
+        q = " ".join(q.split())
+        if not q or q.endswith(":") or len(q.split()) < 2 or len(q) > MAX_QUERY_CHARS:
+            continue
+        if normalize(q).rstrip("?.!") not in {normalize(o).rstrip("?.!") for o in out}:
+            out.append(q)
+    return out[:n]
+
+
+def cache_key(passage: str, model: str, prompt: str, n: int) -> str:
+    """What a cached answer depends on: the passage, the model, the prompt template and n."""
+    blob = json.dumps([passage, model, prompt, n], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def render_prompt(template: str, passage: str, n: int) -> str:
+    # Plain replacement, not str.format: a prompt may contain other braces (a JSON example, say).
+    return template.replace("{n}", str(n)).replace("{passage}", passage)
+
+
+def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path | None = None,
+        backoff: float = 1.0, stats: dict | None = None) -> tuple[dict[str, str], list[dict]]:
+    """Queries from an OpenAI-compatible endpoint (`cfg` is params["ingest"], its "llm" section the
+    endpoint). Passages are asked in a seeded order until `max_queries` queries are in hand, so no
+    money is spent on queries that would be thrown away. Each answer (or bad answer) is cached per
+    passage as one small json file; a passage whose requests kept failing is not cached, and is tried
+    again on the next run. Returns (passages unchanged, [{"text", "docid", "method"}]) and fills
+    `stats` with counts (bad_response, failed, ...)."""
+    from . import io
+    from .llm import BadResponse, Transient, api_key, chat
+
+    lcfg, n = cfg["llm"], cfg.get("queries_per_chunk", 1)
+    if "{passage}" not in lcfg["prompt"]:
+        raise UserError("params.yaml: ingest.llm.prompt: must contain {passage} (and may use {n})")
+    budget = cfg.get("max_queries", 600)
+    cache = Path(cache_dir) if cache_dir is not None else QUERYGEN_CACHE
+    key = api_key(lcfg)
+    if key is None:
+        log.info("llm: $%s is not set; sending no Authorization header", lcfg.get("api_key_env"))
+    order = sorted(passages)
+    random.Random(seed).shuffle(order)
+    counts = {"passages_asked": 0, "bad_response": 0, "failed": 0, "no_query": 0}
+    hits = fresh = in_a_row = 0
+    candidates: list[dict] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=min(budget, n * len(order)), desc="llm queries", unit="query", disable=None)
+    for docid in order:
+        if len(candidates) >= budget:
+            break
+        counts["passages_asked"] += 1
+        h = cache_key(passages[docid], lcfg["model"], lcfg["prompt"], n)
+        path = cache / h[:2] / f"{h}.json"
+        entry = None
+        if path.is_file():
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                hits += 1
+            except (OSError, json.JSONDecodeError):
+                entry = None  # a damaged cache file: ask again
+        if entry is None:
+            try:
+                reply = chat(render_prompt(lcfg["prompt"], passages[docid], n), lcfg, backoff=backoff, key=key)
+                entry = {"queries": parse_queries(reply, n)}
+                if not entry["queries"]:
+                    entry = {"bad": "no query lines in the reply"}
+            except BadResponse as e:
+                entry = {"bad": str(e)}
+            except Transient as e:
+                counts["failed"] += 1
+                in_a_row += 1
+                log.warning("llm: gave up on passage %s: %s", docid, e)
+                if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
+                                    f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
+                                    f"cached in {cache}, so a rerun resumes where this stopped") from None
+                continue
+            fresh += 1
+            io.write_json(path, entry)  # atomic: an interrupted run leaves no half-written entry
+        in_a_row = 0
+        if entry.get("bad") is not None or not isinstance(entry.get("queries"), list):
+            counts["bad_response"] += 1
+            continue
+        for q in entry["queries"]:
+            candidates.append({"text": q, "docid": docid, "method": "llm"})
+        bar.update(len(entry["queries"]))
+    bar.close()
+    for c in candidates:
+        c["rest"] = passages[c["docid"]]
+    kept = drop_copied(candidates, passages)
+    for c in kept:
+        del c["rest"]
+    counts["dropped_copied_or_duplicate"] = len(candidates) - len(kept)
+    log.info("llm: %d queries from %d passages (%d cached answers, %d new requests answered); %s",
+             len(kept), counts["passages_asked"], hits, fresh, counts)
+    if stats is not None:
+        stats.update(counts)
+    return dict(passages), sorted(kept, key=lambda c: (c["docid"], c["text"]))
+
+
+def generate(passages: dict[str, str], cfg: dict, seed: int, *, stats: dict | None = None,
+             cache_dir: str | Path | None = None, backoff: float = 1.0) -> tuple[dict[str, str], list[dict]]:
+    """The one entry point: dispatch on `cfg["generator"]` (params["ingest"]). Both generators return
+    (passages as they will be stored, [{"text", "docid", "method"}]); `stats` collects counts."""
+    generator = cfg.get("generator", "heuristic")
+    if generator == "heuristic":
         return heuristic(passages, cfg.get("queries_per_chunk", 1), seed)
-    raise UserError(f"params.yaml: ingest.generator: '{cfg['generator']}' is not implemented yet; "
-                    f"use 'heuristic'")
+    if generator == "llm":
+        return llm(passages, cfg, seed, cache_dir=cache_dir, backoff=backoff, stats=stats)
+    raise UserError(f"params.yaml: ingest.generator: unknown generator '{generator}'; use heuristic or llm")

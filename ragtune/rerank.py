@@ -24,8 +24,11 @@ def _load(model_path: str, device: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path)
+        from .models import trust_remote_code
+
+        trust = trust_remote_code()
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, trust_remote_code=trust)
     except OSError as e:
         raise UserError(f"reranker '{model_path}': cannot load: {e}") from None
     if model.config.num_labels != 1:

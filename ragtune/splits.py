@@ -2,7 +2,15 @@
 
 Splits the source already has are honoured (SciFact's test stays test); what is missing is carved,
 seeded, from train (val) or from "all" (val and test). With `group_by`, whole groups (a conversation,
-a domain) move together so no group is in two splits. After splitting, these always hold:
+a domain) move together so no group is in two splits. When `group_by` is null and every query's
+metadata has a "conversation_id" (ingest.source: conversations does this), queries are grouped by
+conversation: the turns of one conversation share context, so splitting them would leak. Set
+`group_by` to another metadata key to override.
+
+`test_split` names the source split to evaluate on (say "dev", to keep a dataset's real test set
+untouched while you tune): it becomes the test split, a source split called test is then left out,
+and val is carved from train as usual. Null means the source's "test" when it has one, else carved.
+Naming a split the source does not have is an error. After splitting, these always hold:
 - no query id is in two splits, and no group is;
 - no train query text equals (case/whitespace-insensitive) a val or test query text: such train
   queries are dropped and counted, so the model never trains on an evaluation question;
@@ -26,6 +34,38 @@ SPLITS = ("train", "val", "test")
 # Names sources use for their splits, mapped onto ours ("dev" is BEIR's usual name for validation).
 ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
            "test": "test", "all": "all"}
+DEFAULT_GROUP = "conversation_id"
+
+
+def default_group_by(queries: dict[str, dict[str, Any]], group_by: str | None) -> str | None:
+    """`group_by` when set; else "conversation_id" when every query's metadata has one; else None."""
+    if group_by:
+        return group_by
+    if queries and all(q.get("metadata", {}).get(DEFAULT_GROUP) is not None for q in queries.values()):
+        return DEFAULT_GROUP
+    return None
+
+
+def _choose_test(qrels_by_split: dict[str, Qrels], test_split: str | None) -> tuple[dict[str, Qrels], list[str]]:
+    """Rename the split `test_split` to "test" and leave out any other test split: (splits, left out)."""
+    if not test_split:
+        return qrels_by_split, []
+    if test_split not in qrels_by_split:
+        have = ", ".join(sorted(qrels_by_split)) or "none"
+        raise UserError(f"params.yaml: prepare.test_split: the data has no split '{test_split}' "
+                        f"(qrels/{test_split}.tsv); its splits are: {have}")
+    if ALIASES.get(test_split.lower()) == "all":
+        raise UserError(f"params.yaml: prepare.test_split: '{test_split}' holds every query; name a split "
+                        f"such as test or dev, or leave test_split null to carve one")
+    out, left_out = {}, []
+    for name, qrels in qrels_by_split.items():
+        if name == test_split:
+            out["test"] = qrels
+        elif ALIASES.get(name.lower()) == "test":
+            left_out.append(name)
+        else:
+            out[name] = qrels
+    return out, sorted(left_out)
 
 
 def _positive(qrels: Qrels) -> tuple[Qrels, int]:
@@ -72,11 +112,15 @@ def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, 
     metrics/splits.json).
     """
     rng = random.Random(seed)
-    group_by = cfg.get("group_by")
+    group_by = default_group_by(queries, cfg.get("group_by"))
     val_fraction, test_fraction = cfg.get("val_fraction", 0.1), cfg.get("test_fraction", 0.2)
     stats: dict[str, Any] = {"source_splits": sorted(qrels_by_split), "group_by": group_by,
                              "dropped": {"no_positive": 0, "unknown_query": 0, "duplicate_of_eval_text": 0,
                                          "test_positive_as_query": 0}}
+    qrels_by_split, left_out = _choose_test(qrels_by_split, cfg.get("test_split"))
+    if left_out:
+        stats["left_out_splits"] = left_out
+        log.info("splits: prepare.test_split is '%s'; left out: %s", cfg.get("test_split"), ", ".join(left_out))
 
     given: dict[str, Qrels] = {}
     for name in sorted(qrels_by_split):
@@ -151,6 +195,8 @@ def _check_given(given: dict[str, Qrels], queries: dict, group_by: str | None) -
 def _drop_leaks(splits: dict[str, Qrels], queries: dict, corpus: dict | None, stats: dict) -> None:
     eval_texts = {normalize(queries[q]["text"]) for s in ("val", "test") for q in splits[s]}
     test_pos = {d for q in splits["test"] for d, v in splits["test"][q].items() if v > 0}
+    if corpus is not None and hasattr(corpus, "subset"):  # an io.CorpusFile: read just these texts
+        corpus = corpus.subset(test_pos)
     test_pos_texts = {normalize(corpus[d]["text"]) for d in test_pos if corpus and d in corpus}
     for q in sorted(splits["train"]):
         text = normalize(queries[q]["text"])

@@ -172,7 +172,9 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    model = SentenceTransformer(str(base), device=device)
+    from .models import trust_remote_code
+
+    model = SentenceTransformer(str(base), device=device, trust_remote_code=trust_remote_code())
     model.max_seq_length = cfg["max_seq_length"]
     log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
              model.max_seq_length, model.get_embedding_dimension())

@@ -101,8 +101,12 @@ def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
 
     torch.manual_seed(seed)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src)
-        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, ignore_mismatched_sizes=True)
+        from .models import trust_remote_code
+
+        trust = trust_remote_code()
+        tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
+        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, ignore_mismatched_sizes=True,
+                                                                   trust_remote_code=trust)
     except OSError as e:
         raise UserError(f"reranker.base '{src}': cannot load: {e}") from None
     with atomic_output(dst, is_dir=True) as tmp:
@@ -316,7 +320,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
-    from .models import pick_device, resolve_model, seed_everything
+    from .models import pick_device, resolve_model, seed_everything, trust_remote_code
 
     device = pick_device(device)
     if not resume and checkpoint_dir.exists():
@@ -333,8 +337,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     seed_everything(seed)
     transformers.set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(start)
-    hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=trust_remote_code())
+    hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
+                                                                  trust_remote_code=trust_remote_code())
     limits = [cfg["max_length"], getattr(hf_model.config, "max_position_embeddings", None) or 10**9]
     if tokenizer.model_max_length and tokenizer.model_max_length < 10**6:
         limits.append(tokenizer.model_max_length)

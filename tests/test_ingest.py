@@ -131,9 +131,47 @@ def test_documents_bad_jsonl_line(tmp_path):
         ingest(_cfg(source="documents", path=str(docs)), 0, tmp_path / "raw")
 
 
-def test_conversations_not_implemented(tmp_path):
-    with pytest.raises(UserError, match="not implemented"):
-        ingest(_cfg(source="conversations", path=str(tmp_path)), 0, tmp_path / "raw")
+def test_conversations_source_is_dispatched(tmp_path):
+    src = tmp_path / "conv"
+    src.mkdir()
+    (src / "corpus.jsonl").write_text('{"_id": "d1", "text": "Cats purr."}\n')
+    (src / "conversations.jsonl").write_text(json.dumps(
+        {"id": "c1", "turns": [{"speaker": "user", "text": "why do cats purr", "relevant": ["d1"]}]}) + "\n")
+    stats = ingest(_cfg(source="conversations", path=str(src)), 0, tmp_path / "raw")
+    assert stats["queries"] == 1 and stats["conversations"] == 1 and stats["judgments"] == {"all": 1}
+    assert io.read_queries(tmp_path / "raw" / "queries.jsonl") == {
+        "c1::1": {"text": "why do cats purr", "metadata": {"conversation_id": "c1", "turn": 1}}}
+
+
+def test_documents_with_llm_queries_never_write_the_api_key(tmp_path, monkeypatch, caplog):
+    from llm_stub import StubServer
+
+    secret = "sk-test-PLANTED-7f3a9c1e"
+    monkeypatch.setenv("RAGTUNE_TEST_KEY", secret)
+    monkeypatch.chdir(tmp_path)  # the query cache goes to .cache/querygen in the working directory
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b", "c"):
+        (docs / f"{name}.txt").write_text(f"Document {name} explains how the {name} widget stores its data. "
+                                          f"It keeps a journal and replays it after a crash.")
+    with StubServer() as srv:
+        cfg = _cfg(source="documents", path=str(docs), generator="llm", queries_per_chunk=2)
+        cfg["llm"].update(base_url=srv.base_url, api_key_env="RAGTUNE_TEST_KEY", max_retries=1)
+        with caplog.at_level("DEBUG"):
+            stats = ingest(cfg, 0, tmp_path / "raw")
+            io.write_json(tmp_path / "metrics" / "ingest.json", stats)
+        assert all(r["headers"]["Authorization"] == f"Bearer {secret}" for r in srv.requests)
+        assert len(srv.requests) == 3
+        ingest(cfg, 0, tmp_path / "raw2")
+        assert len(srv.requests) == 3  # the rerun is served from .cache/querygen
+    assert stats["queries"] == 6 and stats["generation"]["bad_response"] == 0
+    assert len(list((tmp_path / ".cache" / "querygen").rglob("*.json"))) == 3
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and docs not in p.parents]
+    assert len(written) >= 10
+    for p in written:
+        assert secret not in p.read_text(errors="replace"), p
+    assert secret not in caplog.text and secret not in json.dumps(stats)
+    assert (tmp_path / "raw" / "queries.jsonl").read_bytes() == (tmp_path / "raw2" / "queries.jsonl").read_bytes()
 
 
 def test_pydoc_small_is_consistent_and_deterministic(tmp_path):

@@ -90,3 +90,47 @@ def test_unknown_split_name_is_an_error():
 def test_all_mixed_with_train_is_an_error():
     with pytest.raises(UserError, match="either qrels/all.tsv"):
         split_queries(_queries(2), {"all": _qrels(["q0"]), "train": _qrels(["q1"])}, CFG, seed=0)
+
+
+def _conv_queries(n):
+    return {f"q{i}": {"text": f"question number {i}", "metadata": {"conversation_id": f"c{i // 4}", "turn": i % 4}}
+            for i in range(n)}
+
+
+def test_conversation_id_is_the_default_group():
+    queries = _conv_queries(80)
+    splits, stats = split_queries(queries, {"all": _qrels(queries)}, CFG, seed=5)
+    assert stats["group_by"] == "conversation_id"
+    owner = {}
+    for s, qs in splits.items():
+        for q in qs:
+            assert owner.setdefault(queries[q]["metadata"]["conversation_id"], s) == s
+    assert sum(stats[s]["groups"] for s in ("train", "val", "test")) == 20
+    # Only when every query has one; an explicit group_by wins.
+    queries["q0"]["metadata"] = {}
+    assert split_queries(queries, {"all": _qrels(queries)}, CFG, seed=5)[1]["group_by"] is None
+    assert split_queries(_conv_queries(8), {"all": _qrels(_conv_queries(8))}, dict(CFG, group_by="turn"),
+                         seed=5)[1]["group_by"] == "turn"
+
+
+def test_test_split_names_the_split_to_evaluate_on():
+    queries = _queries(60)
+    given = {"train": _qrels([f"q{i}" for i in range(40)]), "dev": _qrels([f"q{i}" for i in range(40, 50)]),
+             "test": _qrels([f"q{i}" for i in range(50, 60)])}
+    splits, stats = split_queries(queries, given, dict(CFG, test_split="dev"), seed=0)
+    assert set(splits["test"]) == {f"q{i}" for i in range(40, 50)}
+    assert not set(splits["val"]) & set(given["test"]) and set(splits["val"]) <= set(given["train"])
+    assert stats["left_out_splits"] == ["test"] and stats["carved"] == ["val"]
+    # null: the source's own test split
+    splits, _ = split_queries(queries, given, CFG, seed=0)
+    assert set(splits["test"]) == set(given["test"])
+
+
+def test_requested_split_that_does_not_exist_is_an_error():
+    queries = _queries(10)
+    given = {"train": _qrels(["q0", "q1"]), "test": _qrels(["q2"])}
+    with pytest.raises(UserError, match=r"params.yaml: prepare.test_split: the data has no split 'dev' "
+                                        r"\(qrels/dev.tsv\); its splits are: test, train"):
+        split_queries(queries, given, dict(CFG, test_split="dev"), seed=0)
+    with pytest.raises(UserError, match=r"prepare.test_split: 'all' holds every query"):
+        split_queries(queries, {"all": _qrels(["q0"])}, dict(CFG, test_split="all"), seed=0)

@@ -1,0 +1,142 @@
+"""Multi-turn conversations (as in MTRAG) as retrieval queries.
+
+Input: a folder with
+- corpus.jsonl: BEIR corpus lines, {"_id", "title" (optional), "text"};
+- conversations.jsonl: one conversation per line:
+    {"id": "c1", "domain": "cloud",                               # domain optional
+     "turns": [{"speaker": "user", "text": "How do I reset my password?",
+                "relevant": ["doc12", {"id": "doc40", "score": 2}]},  # judged user turns only
+               {"speaker": "agent", "text": "Open Settings, then ..."},
+               {"speaker": "user", "text": "And on mobile?", "rewrite": "How do I reset my password on mobile?",
+                "relevant": ["doc13"]}]}
+
+Every user turn with a non-empty "relevant" list becomes one query, id "<conversation id>::<turn>",
+where turn counts user turns from 1. A relevant entry is a document id (grade 1) or {"id", "score"}
+(an integer grade; 0 = judged not relevant). Unjudged user turns and agent turns are context only.
+The query text (params ingest.conversation.query_mode):
+- last_turn: the user turn's text;
+- last_n_turns: the last `last_n` turns of either speaker up to and including this one, one per line,
+  most recent last;
+- rewrite: the turn's `rewrite_field` (a standalone rewrite of the question); missing is an error.
+Query metadata: conversation_id, turn, and domain when the conversation has one, so prepare keeps a
+conversation in one split (ragtune.splits groups by conversation_id by default).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import io
+from .errors import UserError, located
+
+log = logging.getLogger(__name__)
+
+SPEAKERS = ("user", "agent")
+
+
+def _relevant(path: Path, lineno: int, field: str, value) -> dict[str, int]:
+    if not isinstance(value, list):
+        raise located(path, lineno, "expected a list of document ids or {\"id\", \"score\"} objects", field)
+    out: dict[str, int] = {}
+    for j, item in enumerate(value):
+        where = f"{field}[{j}]"
+        if isinstance(item, dict):
+            docid, score = item.get("id"), item.get("score", 1)
+            if isinstance(score, bool) or not isinstance(score, int):
+                raise located(path, lineno, f"expected an integer grade, got {score!r}", f"{where}.score")
+        else:
+            docid, score = item, 1
+        if not isinstance(docid, (str, int)) or isinstance(docid, bool) or not str(docid).strip():
+            raise located(path, lineno, "expected a document id", where if not isinstance(item, dict)
+                          else f"{where}.id")
+        if str(docid) in out:
+            raise located(path, lineno, f"document '{docid}' listed twice", where)
+        out[str(docid)] = score
+    return out
+
+
+def _query_text(turns: list[dict], i: int, cfg: dict, path: Path, lineno: int) -> str:
+    mode = cfg.get("query_mode", "last_turn")
+    if mode == "last_turn":
+        return turns[i]["text"]
+    if mode == "last_n_turns":
+        n = cfg.get("last_n", 3)
+        return "\n".join(" ".join(t["text"].split()) for t in turns[max(0, i - n + 1):i + 1])
+    if mode == "rewrite":
+        field = cfg.get("rewrite_field", "rewrite")
+        value = turns[i].get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise located(path, lineno, "missing or empty, and ingest.conversation.query_mode is 'rewrite'",
+                          f"turns[{i}].{field}")
+        return value
+    raise UserError(f"params.yaml: ingest.conversation.query_mode: unknown mode '{mode}'")
+
+
+def read_conversations(folder: Path, cfg: dict, strict: bool = True
+                       ) -> tuple[dict, dict, dict[str, io.Qrels], dict]:
+    """Read and validate a conversations folder; `cfg` is params["ingest"]. Judgments naming an unknown
+    document are an error (file, line, field) when `strict`, else dropped and counted."""
+    corpus = io.CorpusFile(folder / "corpus.jsonl")  # ids in memory, texts streamed when written
+    path = folder / "conversations.jsonl"
+    conv_cfg = cfg.get("conversation", {})
+    queries: dict[str, dict] = {}
+    qrels: io.Qrels = {}
+    seen: dict[str, int] = {}
+    stats = {"conversations": 0, "user_turns": 0, "unjudged_user_turns": 0, "dropped_judgments": 0}
+    for lineno, obj in io.iter_jsonl(path):
+        conv_id = obj.get("id")
+        if not isinstance(conv_id, (str, int)) or isinstance(conv_id, bool) or not str(conv_id).strip():
+            raise located(path, lineno, "missing or empty conversation id", "id")
+        conv_id = str(conv_id)
+        if conv_id in seen:
+            raise located(path, lineno, f"duplicate conversation id '{conv_id}' (first on line {seen[conv_id]})",
+                          "id")
+        seen[conv_id] = lineno
+        domain = obj.get("domain")
+        if domain is not None and not isinstance(domain, str):
+            raise located(path, lineno, "expected a string", "domain")
+        turns = obj.get("turns")
+        if not isinstance(turns, list) or not turns:
+            raise located(path, lineno, "expected a non-empty list of turns", "turns")
+        for i, t in enumerate(turns):
+            if not isinstance(t, dict):
+                raise located(path, lineno, "expected an object", f"turns[{i}]")
+            if t.get("speaker") not in SPEAKERS:
+                raise located(path, lineno, f"expected 'user' or 'agent', got {t.get('speaker')!r}",
+                              f"turns[{i}].speaker")
+            if not isinstance(t.get("text"), str) or not t["text"].strip():
+                raise located(path, lineno, "missing or empty", f"turns[{i}].text")
+            if "relevant" in t and t["speaker"] != "user":
+                raise located(path, lineno, "only user turns can have relevant documents", f"turns[{i}].relevant")
+        stats["conversations"] += 1
+        user_turn = 0
+        for i, t in enumerate(turns):
+            if t["speaker"] != "user":
+                continue
+            user_turn += 1
+            stats["user_turns"] += 1
+            judged = _relevant(path, lineno, f"turns[{i}].relevant", t.get("relevant", []))
+            for docid in [d for d in judged if d not in corpus]:
+                if strict:
+                    raise located(path, lineno, f"unknown document id '{docid}' (not in corpus.jsonl); set "
+                                                f"ingest.strict: false to drop such judgments",
+                                  f"turns[{i}].relevant")
+                del judged[docid]
+                stats["dropped_judgments"] += 1
+            if not judged:
+                stats["unjudged_user_turns"] += 1
+                continue
+            qid = f"{conv_id}::{user_turn}"
+            if qid in queries:  # "a::1" twice: conversation ids "a" and "a::1"-like clashes
+                raise located(path, lineno, f"query id '{qid}' clashes with another conversation's", "id")
+            metadata = {"conversation_id": conv_id, "turn": user_turn}
+            if domain:
+                metadata["domain"] = domain
+            queries[qid] = {"text": _query_text(turns, i, conv_cfg, path, lineno), "metadata": metadata}
+            qrels[qid] = judged
+    if not queries:
+        raise UserError(f"{path}: no judged user turns (a user turn needs a non-empty \"relevant\" list)")
+    if stats["dropped_judgments"]:
+        log.warning("ingest: dropped %d judgments pointing at unknown documents", stats["dropped_judgments"])
+    stats["query_mode"] = conv_cfg.get("query_mode", "last_turn")
+    return corpus, queries, {"all": qrels}, stats

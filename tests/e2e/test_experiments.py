@@ -1,0 +1,237 @@
+"""DVC the way DVC users expect: no-op repro, minimal reruns, experiments and the queue, branch diffs,
+a remote, DVCLive curves in `dvc plots`, and one linked copy of every model.
+
+One `dvc repro` per module (the `built` fixture); each test that changes something works on a copy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import conftest as e2e
+from .conftest import ROOT, run
+
+MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
+CACHED_OUTS = ("data/raw", "data/prepared", "data/negatives", "metrics/runs") + tuple(f"models/{m}" for m in MODELS)
+DVCLIVE_PLOTS = ("embedder training loss", "reranker training loss", "val nDCG@10 during training", "learning rate")
+
+
+@dataclass
+class Built:
+    repo: Path
+    untracked_after_repro: list[str]  # `git status` right after the first `dvc repro`, before committing
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model) -> Built:
+    """The `project` fixture's repo with the project's .dvc/config, reproduced once and committed."""
+    # `project` is function-scoped; its body is reused here so the one repro can serve the whole module.
+    repo = e2e.project.__wrapped__(tmp_path_factory.mktemp("experiments"), tiny_model)
+    # conftest runs a fresh `dvc init`; the project's config (cache link type) must come along.
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    run(["git", "commit", "-qam", "project dvc config"], repo)
+    run(["dvc", "repro"], repo)
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "repro"], repo)
+    return Built(repo, [line[3:] for line in status])
+
+
+@pytest.fixture
+def repo(built, tmp_path) -> Path:
+    """A private copy of the reproduced repo (workspace, git history and DVC cache)."""
+    dest = tmp_path / "repo"
+    shutil.copytree(built.repo, dest, symlinks=True)
+    run(["dvc", "checkout", "--relink"], dest)  # copytree made copies; link them to this copy's cache again
+    return dest
+
+
+def stages_run(proc) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", proc.stdout))
+
+
+def set_param(repo: Path, key: str, value) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    section, _, name = key.rpartition(".")
+    (params[section] if section else params)[name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def changed_stages(repo: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+
+
+def assert_linked(repo: Path) -> None:
+    """Each model exists once on disk: the workspace file is a read-only hard link into .dvc/cache."""
+    for name in MODELS:
+        st = os.stat(repo / "models" / name / "model.safetensors")
+        assert st.st_nlink == 2, f"models/{name}/model.safetensors is a copy, not linked to the cache"
+        assert not st.st_mode & 0o222, f"models/{name}/model.safetensors is writable (unprotected link)"
+
+
+def exp_rows(repo: Path) -> list[dict]:
+    """`dvc exp show --json` flattened to {name, params (params.yaml), metrics (eval.json)} per row."""
+    rows = []
+
+    def walk(entries):
+        for entry in entries:
+            for rev in [entry] + [e for exp in entry.get("experiments") or [] for e in exp.get("revs", [])]:
+                data = rev.get("data") or {}
+                rows.append({
+                    "name": rev.get("name") or rev.get("rev"),
+                    "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data", {}),
+                    "metrics": ((data.get("metrics") or {}).get("metrics/eval.json") or {}).get("data", {}),
+                    "train": ((data.get("metrics") or {}).get("metrics/train_embedder.json") or {}).get("data", {}),
+                })
+
+    walk(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
+    return rows
+
+
+def test_unchanged_repro_is_a_fast_noop_and_git_tracks_the_right_files(built):
+    repo = built.repo
+    start = time.monotonic()
+    proc = run(["dvc", "repro"], repo)
+    elapsed = time.monotonic() - start
+    assert not stages_run(proc), proc.stdout
+    assert elapsed < 30, f"no-op `dvc repro` took {elapsed:.1f} s"  # ~2 s idle; slack for a busy CI
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+    assert_linked(repo)
+
+    # After the first repro git sees only small files: dvc.lock, DVC's .gitignore files, metrics.
+    assert "dvc.lock" in built.untracked_after_repro
+    for path in built.untracked_after_repro:
+        assert path in {"dvc.lock", "data/.gitignore", "models/.gitignore", "metrics/.gitignore"} \
+            or path.startswith("metrics/") and not path.startswith("metrics/runs/"), path
+    tracked = set(run(["git", "ls-files"], repo).stdout.splitlines())
+    assert {"dvc.lock", "metrics/eval.json", "metrics/train_embedder.json", "metrics/train_reranker.json",
+            "metrics/train_reranker/plots/metrics/val/ndcg@10.tsv"} <= tracked
+    assert not [p for p in tracked if p.startswith(("models/", "data/raw", "metrics/runs/"))
+                and not p.endswith(".gitignore")]
+    for out in CACHED_OUTS:
+        assert run(["git", "check-ignore", "-q", out], repo, check=False).returncode == 0, f"{out} not git-ignored"
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+
+
+def test_dvclive_curves_in_plots_show(built, tmp_path):
+    repo = built.repo
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    for name in DVCLIVE_PLOTS + ("ndcg@10 per system", "recall@k per system"):
+        assert name in plots, sorted(plots)
+        values = plots[name][0]["content"]["data"]["values"]
+        assert values, f"plot {name!r} has no data"
+    val = plots["val nDCG@10 during training"][0]["content"]["data"]["values"]
+    assert {v["filename::field"].split("/")[0] for v in val} == {"train_embedder", "train_reranker"}
+    assert all(v["step"] is not None for v in val)
+
+    html = tmp_path / "plots"
+    run(["dvc", "plots", "show", "-o", str(html)], repo)
+    page = (html / "index.html").read_text()
+    for name in DVCLIVE_PLOTS:
+        assert name in page
+    # DVCLive was told not to write a dvc.yaml of its own: the project's dvc.yaml is the only one.
+    assert not list(repo.glob("metrics/**/dvc.yaml"))
+
+
+def test_param_changes_rerun_only_downstream_and_branches_diff(repo, tmp_path):
+    run(["git", "checkout", "-q", "-b", "other"], repo)
+
+    # A reranker knob that merge and evaluate also read: reranker -> merge -> evaluate, nothing upstream.
+    set_param(repo, "reranker.max_length", 48)
+    assert changed_stages(repo) == {"train_reranker", "merge", "evaluate"}
+    assert stages_run(run(["dvc", "repro"], repo)) == {"train_reranker", "merge", "evaluate"}
+    # An evaluate knob: evaluate only.
+    set_param(repo, "evaluate.rerank_depth", 10)
+    assert changed_stages(repo) == {"evaluate"}
+    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate"}
+    assert_linked(repo)  # outputs written by temp dir + rename are linked again after the run
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "shorter reranker input, deeper reranking"], repo)
+
+    metrics = json.loads(run(["dvc", "metrics", "diff", "main", "other", "--json"], repo).stdout)
+    deltas = metrics["metrics/eval.json"]
+    assert any(k.startswith("bm25 + rerank:finetuned.") and v["diff"] for k, v in deltas.items()), deltas
+    text = run(["dvc", "metrics", "diff", "main", "other"], repo).stdout
+    assert re.search(r"metrics/eval\.json +bm25 \+ rerank:\w+\.nDCG@\d+ +[\d.]+ +[\d.]+ +-?[\d.]+", text), text
+
+    params = json.loads(run(["dvc", "params", "diff", "main", "other", "--json"], repo).stdout)["params.yaml"]
+    assert params["reranker.max_length"] == {"old": 64, "new": 48}
+    assert params["evaluate.rerank_depth"] == {"old": 5, "new": 10}
+
+    out = tmp_path / "diff"
+    run(["dvc", "plots", "diff", "main", "other", "-o", str(out)], repo)
+    page = (out / "index.html").read_text()
+    assert '"rev": "main"' in page and '"rev": "other"' in page
+
+    # `git checkout` + `dvc checkout` switch the data and models with the branch.
+    for branch, max_length in (("main", 64), ("other", 48)):
+        run(["git", "checkout", "-q", branch], repo)
+        run(["dvc", "checkout"], repo)
+        assert "up to date" in run(["dvc", "status"], repo).stdout
+        assert yaml.safe_load((repo / "params.yaml").read_text())["reranker"]["max_length"] == max_length
+        assert_linked(repo)
+
+
+def test_exp_run_and_queue(repo):
+    proc = run(["dvc", "exp", "run", "-S", "epochs=2"], repo)
+    assert stages_run(proc) == {"train_embedder", "train_reranker", "merge", "evaluate"}
+    # DVCLive runs inside the experiment with save_dvc_exp=False and no dvc.yaml of its own: it makes no
+    # experiment of its own and says nothing about experiments or dvc.yaml.
+    live_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "dvclive" in line.lower()]
+    assert not [line for line in live_lines if re.search(r"experiment|dvc\.yaml|dvcyaml|git", line, re.I)], live_lines
+    assert len(run(["git", "for-each-ref", "refs/exps"], repo).stdout.splitlines()) == 1
+
+    rows = exp_rows(repo)
+    exp = [r for r in rows if r["params"].get("epochs") == 2]
+    assert len(exp) == 1, rows
+    assert exp[0]["metrics"]["bm25"]["nDCG@10"] > 0 and "val_ndcg@10_best" in exp[0]["train"]
+    assert "epochs" in run(["dvc", "exp", "show", "--no-pager"], repo).stdout
+
+    # A sweep: comma-separated values queue one experiment each (two `-S` for one key: the last wins).
+    # The workspace still holds epochs=2 from the run above, and queued runs start from the workspace.
+    run(["dvc", "exp", "run", "--queue", "-S", "epochs=1", "-S", "embedder.lr=1e-5,3e-5"], repo)
+    assert run(["dvc", "queue", "status"], repo).stdout.count("Queued") == 2
+    run(["dvc", "queue", "start"], repo)
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            status = run(["dvc", "queue", "status"], repo).stdout
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(5)
+    finally:
+        run(["dvc", "queue", "stop"], repo, check=False)
+    assert status.count("Success") == 2, status
+
+    rows = exp_rows(repo)
+    lrs = sorted(r["params"]["embedder"]["lr"] for r in rows
+                 if r["params"].get("epochs") == 1 and r["params"]["embedder"]["lr"] != 5e-5)
+    assert lrs == [1e-5, 3e-5], rows
+    assert all(r["metrics"] for r in rows if r["params"].get("epochs") == 1)
+
+
+def test_push_then_pull_in_a_fresh_clone(repo, tmp_path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "local", str(remote)], repo)
+    run(["git", "commit", "-qam", "dvc remote"], repo)
+    run(["dvc", "push"], repo)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "models" / "embedder").exists()
+    run(["dvc", "pull"], clone)
+    for out in CACHED_OUTS:
+        assert (clone / out).is_dir(), out
+    assert_linked(clone)
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    assert not stages_run(run(["dvc", "repro"], clone))

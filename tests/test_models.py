@@ -1,0 +1,189 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ragtune import models, params, pipeline
+from ragtune.errors import UserError
+
+CUSTOM_CODE = '''
+from pathlib import Path
+
+from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+Path(MARKER).write_text("yes")  # proof that loading ran this file (transformers runs a cached copy)
+
+
+class CustomConfig(BertConfig):
+    model_type = "ragtune-custom"
+
+
+class CustomModel(BertModel):
+    config_class = CustomConfig
+
+
+class CustomForSequenceClassification(BertForSequenceClassification):
+    config_class = CustomConfig
+'''
+
+
+@pytest.fixture(autouse=True)
+def _default_security():
+    yield
+    models.set_security({})  # tests below change the process-wide setting
+
+
+def _copy(tiny_model: str, dst: Path) -> Path:
+    shutil.copytree(tiny_model, dst)
+    return dst
+
+
+def _with_remote_code(tiny_model: str, dst: Path) -> Path:
+    """A working model folder whose config sends transformers to custom.py (a custom architecture)."""
+    path = _copy(tiny_model, dst)
+    config = json.loads((path / "config.json").read_text())
+    config.update(model_type="ragtune-custom", num_labels=1,
+                  auto_map={"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel",
+                            "AutoModelForSequenceClassification": "custom.CustomForSequenceClassification"})
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "custom.py").write_text(f"MARKER = {str(path / 'CODE_RAN')!r}\n" + CUSTOM_CODE)
+    return path
+
+
+def _security(**kw) -> dict:
+    return dict(params.defaults()["security"], **kw)
+
+
+# ---------------------------------------------------------------- resolve_model
+
+
+def test_resolve_model(tmp_path):
+    assert models.resolve_model(str(tmp_path)) == str(tmp_path.resolve())
+    packaged = models.resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert Path(packaged, "model.safetensors").is_file()
+    assert models.resolve_model("BAAI/bge-reranker-base") == "BAAI/bge-reranker-base"  # left to the hub
+    with pytest.raises(UserError, match="no such directory"):
+        models.resolve_model(str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- check_model_dir
+
+
+def test_plain_safetensors_folders_pass(tiny_model):
+    models.check_model_dir(tiny_model)
+    models.check_model_dir(models.resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
+    models.check_model_dir("some-org/some-model")  # a hub id: the libraries refuse remote code themselves
+
+
+@pytest.mark.parametrize("plant", ["auto_map", "tokenizer_auto_map", "py_file", "nested_py_file"])
+def test_custom_code_is_refused_with_how_to_allow_it(tiny_model, tmp_path, plant):
+    path = _copy(tiny_model, tmp_path / "m")
+    if plant == "auto_map":
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps(dict(config, auto_map={"AutoModel": "x.Model"})))
+    elif plant == "tokenizer_auto_map":
+        config = json.loads((path / "tokenizer_config.json").read_text())
+        (path / "tokenizer_config.json").write_text(json.dumps(dict(config, auto_map={"AutoTokenizer": ["x.T", None]})))
+    elif plant == "py_file":
+        (path / "modeling_x.py").write_text("print('hi')\n")
+    else:  # a sentence-transformers custom module in a subfolder
+        (path / "1_Pooling" / "custom_pooling.py").write_text("print('hi')\n")
+    with pytest.raises(UserError) as e:
+        models.check_model_dir(str(path))
+    assert "custom code" in str(e.value) or "Python code" in str(e.value)
+    assert "set security.trust_remote_code: true in params.yaml" in str(e.value)
+    models.check_model_dir(str(path), trust_remote_code=True)  # allowed when the user says so
+
+
+def test_pickle_only_weights_are_refused_unless_allowed(tiny_model, tmp_path):
+    path = _copy(tiny_model, tmp_path / "m")
+    (path / "model.safetensors").rename(path / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"only pickle weights \(pytorch_model.bin\).*security.allow_pickle: true"):
+        models.check_model_dir(str(path))
+    models.check_model_dir(str(path), allow_pickle=True)
+    (path / "model.safetensors").write_bytes(b"")  # safetensors present: the libraries load those first
+    models.check_model_dir(str(path))
+    # Trainer leftovers are not weights.
+    other = _copy(tiny_model, tmp_path / "m2")
+    (other / "training_args.bin").write_bytes(b"x")
+    models.check_model_dir(str(other))
+
+
+# ---------------------------------------------------------------- every user-named model is checked
+
+
+def _params(**over) -> dict:
+    p = params.defaults()
+    for key, value in over.items():
+        section, leaf = key.split(".")
+        p[section][leaf] = value
+    return p
+
+
+@pytest.mark.parametrize("where", ["embedder.base", "reranker.base", "mine.rescore_with"])
+def test_stages_refuse_a_custom_code_model_before_anything_else(tiny_model, tmp_path, where):
+    bad = str(_with_remote_code(tiny_model, tmp_path / "custom"))
+    p = _params(**{where: bad})
+    missing = str(tmp_path / "missing")  # inputs do not exist: the model check must come first
+    calls = [lambda: pipeline.mine(p, corpus_path=missing, prepared_dir=missing, out_dir=missing,
+                                   stats_path=missing)]
+    if where != "mine.rescore_with":
+        kind = where.split(".")[0]
+        calls.append(lambda: getattr(pipeline, f"train_{kind}")(
+            p, negatives_dir=missing, out_dir=missing, stats_path=missing, live_dir=missing,
+            checkpoint_dir=missing, resume=False))
+        calls.append(lambda: pipeline.merge(p, embedder_dir=missing, reranker_dir=missing, negatives_dir=missing,
+                                            embedder_out=missing, reranker_out=missing, stats_path=missing))
+        from ragtune.evaluate import _model_paths
+
+        calls.append(lambda: _model_paths(p, tmp_path / "models"))
+    if where == "reranker.base":
+        # mine does not use the reranker; merge checks each base just before merging it (the embedder,
+        # whose missing input fails first here, comes first: the embedder.base case covers merge).
+        calls = [calls[1], calls[3]]
+    for call in calls:
+        with pytest.raises(UserError, match="security.trust_remote_code"):
+            call()
+    assert not (tmp_path / "custom" / "CODE_RAN").exists()
+    p["security"]["trust_remote_code"] = True
+    pipeline._base_model(bad, p["security"])  # allowed
+
+
+def test_loads_pass_trust_remote_code_from_params(tiny_model, tmp_path, monkeypatch):
+    """The libraries run a model folder's code only when params allow it (the value is passed explicitly)."""
+    import sys
+
+    import transformers.dynamic_module_utils as dynamic
+
+    from ragtune import embeddings, rerank
+
+    # transformers copies trusted code into a modules cache under $HF_HOME: keep it in tmp_path.
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = _with_remote_code(tiny_model, tmp_path / "custom")
+    models.set_security(_security(trust_remote_code=False))
+    with pytest.raises(Exception, match="trust_remote_code"):
+        embeddings.load_model(str(path), device="cpu")
+    assert not (path / "CODE_RAN").exists()
+
+    models.set_security(_security(trust_remote_code=True))
+    model = embeddings.load_model(str(path), device="cpu")
+    assert (path / "CODE_RAN").read_text() == "yes"
+    assert type(model[0].auto_model).__name__ == "CustomModel"
+    (path / "CODE_RAN").unlink()
+    rerank._load.cache_clear()
+    _, cross = rerank._load(str(path), "cpu")
+    assert type(cross).__name__ == "CustomForSequenceClassification"
+    rerank._load.cache_clear()
+
+
+def test_pick_device_and_seed():
+    assert models.pick_device("cpu") == "cpu"
+    assert models.pick_device("auto") in ("cpu", "cuda")
+    import torch
+
+    models.seed_everything(7)
+    a = torch.rand(3)
+    models.seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
