@@ -10,6 +10,7 @@ import contextlib
 import functools
 import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -296,3 +297,33 @@ def doc_text(doc: dict[str, str]) -> str:
     """The text a model sees for a document: title and body, as BEIR and MTEB do."""
     title = doc.get("title") or ""
     return f"{title} {doc['text']}".strip() if title else doc["text"]
+
+
+def read_groups(path: str | Path) -> list[dict]:
+    """Training groups in FlagEmbedding's jsonl {"query", "pos": [..], "neg": [..]}; bad lines raise
+    UserError. Repeated texts are dropped, and so is a negative with the text of its own positive."""
+    path = Path(path)
+    groups = []
+    clashes = 0
+    for lineno, obj in iter_jsonl(path):
+        query = obj.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise located(path, lineno, "expected a non-empty string", "query")
+        texts = {}
+        for field in ("pos", "neg"):
+            value = obj.get(field, [] if field == "neg" else None)
+            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+                raise located(path, lineno, "expected a list of non-empty strings", field)
+            texts[field] = list(dict.fromkeys(value))  # repeated texts add nothing
+        if not texts["pos"]:
+            raise located(path, lineno, "no positives", "pos")
+        # A "negative" with the text of a positive (duplicate passages) would teach the model nonsense.
+        pos = set(texts["pos"])
+        negs = [t for t in texts["neg"] if t not in pos]
+        clashes += len(texts["neg"]) - len(negs)
+        groups.append({"query": query, "pos": texts["pos"], "neg": negs})
+    if not groups:
+        raise UserError(f"{path}: no groups")
+    if clashes:
+        logging.getLogger(__name__).info("%s: dropped %d negatives whose text equals a positive of the same query", path, clashes)
+    return groups

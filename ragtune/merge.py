@@ -135,7 +135,7 @@ def _reranker_scorer(finetuned_dir: str, groups: list[dict], params: dict):
 def pick_weight(kind: str, finetuned_dir: str, base_dir: str, val_path: Path, grid: list[float],
                 params: dict) -> tuple[float, dict[str, float]]:
     """`merge.weight: auto`: the grid weight with the best val nDCG@10 (ties: the larger weight)."""
-    from .train_embedder import read_groups
+    from .io import read_groups
 
     groups = [g for g in read_groups(val_path) if g["neg"]]
     if not groups:

@@ -6,7 +6,7 @@ by the first stage that runs. Errors are one line: `params.yaml: mine.range_min:
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .cli import summary
 from .errors import UserError
-from .io import (CorpusFile, atomic_output, read_corpus, read_json, read_qrels, read_queries, write_json,
+from .io import (CorpusFile, atomic_output, read_corpus, read_qrels, read_queries, write_json,
                  write_jsonl, write_qrels, write_queries)
 from .models import check_model_dir, pick_device, resolve_model
 

@@ -19,43 +19,14 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import UserError, located
-from .io import atomic_output, iter_jsonl
+from .errors import UserError
+from .io import atomic_output, read_groups
 
 log = logging.getLogger(__name__)
 
 VAL_NAME = "val"
 METRIC = f"eval_{VAL_NAME}_ndcg@10"  # the key the trainer logs for the evaluator's nDCG@10
 _CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
-
-
-def read_groups(path: str | Path) -> list[dict]:
-    """Read FlagEmbedding groups {"query", "pos": [..], "neg": [..]}; bad lines raise UserError."""
-    path = Path(path)
-    groups = []
-    clashes = 0
-    for lineno, obj in iter_jsonl(path):
-        query = obj.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise located(path, lineno, "expected a non-empty string", "query")
-        texts = {}
-        for field in ("pos", "neg"):
-            value = obj.get(field, [] if field == "neg" else None)
-            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
-                raise located(path, lineno, "expected a list of non-empty strings", field)
-            texts[field] = list(dict.fromkeys(value))  # repeated texts add nothing
-        if not texts["pos"]:
-            raise located(path, lineno, "no positives", "pos")
-        # A "negative" with the text of a positive (duplicate passages) would teach the model nonsense.
-        pos = set(texts["pos"])
-        negs = [t for t in texts["neg"] if t not in pos]
-        clashes += len(texts["neg"]) - len(negs)
-        groups.append({"query": query, "pos": texts["pos"], "neg": negs})
-    if not groups:
-        raise UserError(f"{path}: no groups")
-    if clashes:
-        log.info("%s: dropped %d negatives whose text equals a positive of the same query", path, clashes)
-    return groups
 
 
 def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[str]], dict[str, int]]:

@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, located
-from .io import atomic_output, iter_jsonl, read_json, write_json
+from .errors import UserError
+from .io import atomic_output, read_json, write_json
+from .io import read_groups as io_read_groups
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +121,8 @@ def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
 
 
 def read_groups(path: str | Path, *, need_neg: bool = True) -> list[dict[str, Any]]:
-    """FlagEmbedding jsonl -> [{"query", "pos", "neg"}]; malformed lines raise UserError with file:line."""
-    groups = []
-    for lineno, obj in iter_jsonl(path):
-        query = obj.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise located(path, lineno, "missing or empty query", "query")
-        for field in ("pos", "neg"):
-            value = obj.get(field, [])
-            if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
-                raise located(path, lineno, "expected a list of non-empty strings", field)
-        if not obj.get("pos"):
-            raise located(path, lineno, "no positive passage", "pos")
-        groups.append({"query": query, "pos": list(obj["pos"]), "neg": list(obj.get("neg", []))})
-    if not groups:
-        raise UserError(f"{path}: no groups")
+    """ragtune.io.read_groups, plus: training needs negatives, mined or drawn from other groups."""
+    groups = io_read_groups(path)
     if need_neg and not any(g["neg"] for g in groups) and len(groups) < 2:
         raise UserError(f"{path}: no negatives and no other group to draw random negatives from")
     return groups
