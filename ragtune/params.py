@@ -151,7 +151,7 @@ SCHEMA: dict[str, Any] = {
         "warmup": Spec(NUM, 0.1, min=0.0, max=1.0),
         "random_negatives": Spec(INT, 2, min=0),
         "eval_steps": Spec(INT, 0, min=0, help="also pick the best checkpoint every N steps; 0 = per epoch"),
-        "val_negatives": Spec(INT, 19, min=1, help="val: rank positives + the first N mined negatives"),
+        "val_negatives": Spec(INT, 9, min=1, help="val: rank positives + the first N mined negatives"),
         "lora": Spec(BOOL, False),
         "lora_r": Spec(INT, 16, min=1),
         "lora_alpha": Spec(INT, 32, min=1),

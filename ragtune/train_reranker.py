@@ -389,7 +389,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     class Validation(TrainerCallback):
         def on_train_begin(self, args, st, control, model=None, **kwargs):
-            if not state["history"]:
+            # A fresh head scores at random: scoring it on val would cost a pass and tell nothing.
+            if not state["history"] and trained:
                 evaluate(0, model)
 
         def on_epoch_begin(self, args, st, control, **kwargs):
@@ -438,7 +439,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "lr": cfg["lr"],
         "lora": cfg["lora"],
         "train_loss": round(float(result.training_loss), 6),
-        "val_ndcg@10_before": history[0]["ndcg@10"],
+        "val_ndcg@10_before": history[0]["ndcg@10"] if history[0]["step"] == 0 else None,
         "val_ndcg@10_after": history[-1]["ndcg@10"],
         "val_ndcg@10_best": best["ndcg@10"],
         "best_step": state["best_step"],
@@ -446,7 +447,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "wall_seconds": round(time.perf_counter() - wall0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
     }
-    log.info("reranker: val nDCG@10 %.4f before, %.4f after, best %.4f at step %s -> %s",
-             stats["val_ndcg@10_before"], stats["val_ndcg@10_after"], stats["val_ndcg@10_best"],
-             stats["best_step"], out_dir)
+    log.info("reranker: val nDCG@10 %s before (None: fresh head, not scored), %.4f after, best %.4f at "
+             "step %s -> %s", stats["val_ndcg@10_before"], stats["val_ndcg@10_after"],
+             stats["val_ndcg@10_best"], stats["best_step"], out_dir)
     return stats
