@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -271,7 +272,16 @@ def test_planted_api_key_never_reaches_a_file_or_log(repo):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        set_params(repo, **{"ingest.generator": "llm",
+        # The `documents` source generates its queries with the configured generator (pydoc has its own).
+        rng = random.Random(0)
+        words = ("python module class function value list string file error data model index search rank "
+                 "token buffer socket thread parser encoder decoder archive stream cache queue").split()
+        docs = [{"_id": f"doc{i}", "title": f"Note {i}",
+                 "text": " ".join(f"The {' '.join(rng.sample(words, 5))} handles case {i}-{j}."
+                                  for j in range(4))} for i in range(120)]
+        (repo / "docs").mkdir()
+        (repo / "docs" / "notes.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        set_params(repo, **{"ingest.source": "documents", "ingest.path": "docs", "ingest.generator": "llm",
                             "ingest.llm.base_url": f"http://127.0.0.1:{server.server_port}/v1"})
         proc = start_repro(repo, OPENAI_API_KEY=KEY)
         out, err = proc.communicate(timeout=900)
