@@ -95,8 +95,8 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
             if (qid, docid) not in cache:
                 todo.append((qid, docid))
     todo = list(dict.fromkeys(todo))
-    log.info("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth, len(run), len(todo),
-             len(cache))
+    (log.info if todo else log.debug)("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth,
+                                      len(run), len(todo), len(cache))
     if todo:
         scores = score_pairs(model_path, [(queries[q], doc_text(corpus[d])) for q, d in todo],
                              batch_size=batch_size, max_length=max_length, device=device)

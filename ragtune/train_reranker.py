@@ -409,9 +409,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     callbacks: list = [Validation()]
     if live is not None:
-        from dvclive.huggingface import DVCLiveCallback
+        from transformers.integrations import DVCLiveCallback  # dvclive.huggingface's is deprecated
 
-        callbacks.append(DVCLiveCallback(live=live))
+        callbacks.append(DVCLiveCallback(live=live, log_model=False))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
     last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None

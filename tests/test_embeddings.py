@@ -1,7 +1,6 @@
 import shutil
 
 import numpy as np
-import pytest
 
 from ragtune.embeddings import encode_corpus, encode_queries, model_fingerprint, texts_fingerprint
 

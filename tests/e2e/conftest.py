@@ -37,10 +37,9 @@ def tiny_params(model: str) -> dict:
     return p
 
 
-@pytest.fixture
-def project(tmp_path, tiny_model) -> Path:
-    """A fresh git + DVC repo holding a copy of the project, set up for the tiny model."""
-    repo = tmp_path / "repo"
+def make_project(parent: Path, model: str) -> Path:
+    """A fresh git + DVC repo under `parent` holding a copy of the project, set up for `model`."""
+    repo = parent / "repo"
     repo.mkdir()
     for name in PROJECT_FILES:
         src = ROOT / name
@@ -49,13 +48,18 @@ def project(tmp_path, tiny_model) -> Path:
         elif src.exists():
             shutil.copy2(src, repo / name)
     (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model), sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(model), sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "config", "user.email", "test@example.com"], repo)
     run(["git", "config", "user.name", "test"], repo)
     run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")  # analytics off, cache link type
     shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots", dirs_exist_ok=True)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "init"], repo)
     return repo
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model) -> Path:
+    return make_project(tmp_path, tiny_model)
