@@ -51,3 +51,20 @@ def test_auto_weight_scores_the_grid_on_val(tiny_model, tmp_path):
     weight, scores = pick_weight("embedder", tiny_model, tiny_model, val, [0.0, 0.5, 1.0], params)
     assert list(scores) == ["0", "0.5", "1"] and weight == 1.0  # identical models tie: the larger weight
     assert all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+def test_auto_weight_for_a_reranker_merges_body_and_keeps_head(tiny_model, tmp_path):
+    from ragtune.io import write_jsonl
+    from ragtune.merge import pick_weight
+    from ragtune.params import defaults
+    from ragtune.train_reranker import convert_to_cross_encoder
+
+    reranker = convert_to_cross_encoder(tiny_model, tmp_path / "ce", seed=0)  # fresh head on the body
+    val = tmp_path / "val.jsonl"
+    write_jsonl(val, [{"query": "python function", "pos": ["the python function"], "neg": ["a file error", "data"]}])
+    params = defaults()
+    params["device"] = "cpu"
+    weight, scores = pick_weight("reranker", reranker, tiny_model, val, [0.0, 1.0], params)
+    assert set(scores) == {"0", "1"} and weight in (0.0, 1.0)
+    stats = merge_models(reranker, tiny_model, weight, tmp_path / "merged")
+    assert stats["finetuned_only_keys"] == 2  # classifier weight and bias: the base has no head
