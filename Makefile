@@ -14,7 +14,6 @@ setup: $(STAMP)
 # torch is pinned to the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
