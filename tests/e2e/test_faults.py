@@ -22,41 +22,16 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import PROJECT_FILES, ROOT, run, tiny_params
+from .conftest import env_for, make_project, run
 
 TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-")
 KEY = "sk-planted-xyz-4a7c1e"
 
 
-def _env(cwd: Path, **extra) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(cwd)
-    env["HF_HUB_OFFLINE"] = "1"
-    env.update(extra)
-    return env
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_model) -> Path:
     """A project (as conftest's `project`) after one complete `dvc repro`."""
-    repo = tmp_path_factory.mktemp("faults") / "repo"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, repo / name)
-    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model), sort_keys=False))
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "t"], ["dvc", "init", "-q"],
-                ["dvc", "config", "core.analytics", "false"]):
-        run(cmd, repo)
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots", dirs_exist_ok=True)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "init"], repo)
+    repo = make_project(tmp_path_factory.mktemp("faults"), tiny_model)
     run(["dvc", "repro"], repo)
     return repo
 
@@ -98,7 +73,7 @@ def leftovers(repo: Path) -> list[str]:
 def start_repro(repo: Path, *args: str, **env) -> subprocess.Popen:
     # A new session: the test can signal `dvc repro` and its stage as one process group, like Ctrl-C
     # or a CI timeout would.
-    return subprocess.Popen(["dvc", "repro", *args], cwd=repo, env=_env(repo, **env), text=True,
+    return subprocess.Popen(["dvc", "repro", *args], cwd=repo, env=env_for(repo, **env), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -312,7 +287,7 @@ def test_killed_trainer_resumes_to_the_same_model(repo):
     steps = json.loads((repo / "emb-a.json").read_text())["steps"]
     assert steps >= 10, "too few steps to kill a run in the middle"
 
-    killed = subprocess.Popen(cmd("b"), cwd=repo, env=_env(repo), stdout=subprocess.DEVNULL,
+    killed = subprocess.Popen(cmd("b"), cwd=repo, env=env_for(repo), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not list((repo / "ck-b").glob("checkpoint-*/trainer_state.json")):
