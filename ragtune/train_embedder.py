@@ -12,6 +12,7 @@ The base model is scored before training; the best checkpoint (by that score) is
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .io import atomic_output, read_groups
+from .tracking import open_live
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,18 @@ def _clear_checkpoints(checkpoint_dir: Path) -> None:
 def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
     if not checkpoint_dir.is_dir():
         return None
+    # trainer_state.json is the last file a checkpoint gets; a kill while writing it leaves it torn.
     found = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)
-             and (p / "trainer_state.json").is_file()]
+             and _is_json((p / "trainer_state.json"))]
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
@@ -196,11 +207,10 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     )
     callbacks = []
     if live_dir is not None:
-        from dvclive import Live
         from transformers.integrations import DVCLiveCallback
 
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
-        live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume_from is not None)
+        live = open_live(live_dir, resume=resume_from is not None, dvcyaml=False, save_dvc_exp=False)
         # transformers' callback, which dvclive 3.49 names as the successor of dvclive.huggingface's
         # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
         callbacks.append(DVCLiveCallback(live=live, log_model=False))

@@ -28,6 +28,7 @@ from typing import Any
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
+from .tracking import open_live
 
 log = logging.getLogger(__name__)
 
@@ -362,11 +363,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     state = read_json(state_file) if resume and state_file.is_file() else {"history": [], "best_step": None}
     live = None
     if live_dir is not None:
-        from dvclive import Live
-
         # No DVC experiment and no dvc.yaml of its own: the pipeline's dvc.yaml declares the plots.
-        live = Live(dir=str(live_dir), resume=resume and bool(state["history"]), save_dvc_exp=False,
-                    dvcyaml=None, report=None)
+        live = open_live(live_dir, resume=resume and bool(state["history"]), save_dvc_exp=False,
+                         dvcyaml=None, report=None)
 
     def evaluate(step: int, wrapper) -> None:
         if state["history"] and state["history"][-1]["step"] == step:

@@ -1,0 +1,69 @@
+"""DVCLive for the trainers, safe to resume after a kill.
+
+DVCLive rewrites `metrics.json` in place (open "w", then dump) and appends rows to `plots/metrics/*.tsv`.
+A run killed in between leaves an empty `metrics.json` or a half-written last row, and
+`Live(resume=True)` then dies in `json.load`. `open_live` repairs both from what the .tsv files hold
+before handing the folder to DVCLive.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .io import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def open_live(live_dir: str | Path, resume: bool, **kwargs: Any):
+    """`dvclive.Live` on `live_dir`; with `resume`, first repair what a killed run left behind."""
+    from dvclive import Live
+
+    if resume:
+        repair_live_dir(Path(live_dir))
+    return Live(dir=str(live_dir), resume=resume, **kwargs)
+
+
+def repair_live_dir(live_dir: Path) -> list[str]:
+    """Drop torn last rows of the .tsv files and rebuild an unreadable metrics.json; return what was fixed."""
+    fixed = []
+    metrics_dir = live_dir / "plots" / "metrics"
+    tsvs = sorted(metrics_dir.rglob("*.tsv")) if metrics_dir.is_dir() else []
+    for tsv in tsvs:
+        text = tsv.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):
+            write_text(tsv, text[: text.rfind("\n") + 1])
+            fixed.append(str(tsv))
+
+    metrics_file = live_dir / "metrics.json"
+    if metrics_file.exists():
+        try:
+            json.loads(metrics_file.read_text(encoding="utf-8"))
+        except ValueError:
+            write_json(metrics_file, _summary_from_tsvs(metrics_dir, tsvs))
+            fixed.append(str(metrics_file))
+    for path in fixed:
+        log.warning("%s was cut short when the last run was killed; repaired from the logged rows", path)
+    return fixed
+
+
+def _summary_from_tsvs(metrics_dir: Path, tsvs: list[Path]) -> dict:
+    """DVCLive's summary: the last value of each metric, nested by its path, plus the last step."""
+    summary: dict[str, Any] = {}
+    step = 0
+    for tsv in tsvs:
+        with open(tsv, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if not rows:
+            continue
+        *parents, name = tsv.relative_to(metrics_dir).with_suffix("").parts
+        node = summary
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = float(rows[-1][name])
+        step = max(step, int(rows[-1]["step"]))
+    summary["step"] = step
+    return summary
