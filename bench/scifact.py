@@ -1,0 +1,177 @@
+"""ragtune side by side with the sentence-transformers and FlagEmbedding recipes on SciFact.
+
+    python -m bench scifact [--data ../shared/data/scifact] [--work bench/work/scifact] [--fresh]
+                            [--only ragtune,st,flag,encode]
+
+Steps (each resumable: a finished step's result is kept in the work folder and reused unless --fresh):
+1. ragtune   clone HEAD, write params.yaml from bench/scifact.yaml (+ the data path), run every stage
+             with `dvc repro -s <stage>` (wall time, CPU time, peak RSS per stage), then a no-op `dvc repro`.
+2. st        bench/recipes/st_recipe.py: `mine_hard_negatives` + MNRL, on ragtune's train split.
+3. flag      bench/recipes/flag_recipe.py: FlagEmbedding's mining and encoder-only fine-tuning.
+4. encode    ragtune's corpus encoding vs a bare `SentenceTransformer.encode` on the same texts.
+All systems share the budget in bench/scifact.yaml (base model, passage length, epochs, batch size, lr,
+negatives). Val (carved out of SciFact train) is the only split any choice is made on; test is reported.
+Writes bench/results/<date>.json and .md.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from .machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "bench" / "scifact.yaml"
+STEPS = ("ragtune", "st", "flag", "encode")
+METRICS = ("nDCG@10", "MRR@10", "R@100")
+
+
+def measured(cmd: list[str], cwd: Path, env: dict, log_path: Path) -> dict:
+    """Run `cmd`; wall seconds, CPU seconds (user + sys, all descendants) and peak RSS of the largest process."""
+    start = time.perf_counter()
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # wait4's rusage covers the child and every descendant it waited for: the whole step.
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = log_path.read_text()[-4000:]
+        sys.exit(f"error: {' '.join(cmd)} failed with exit code {code}; log: {log_path}\n{tail}")
+    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def ragtune_params(config: dict, data: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    budget = config["budget"]
+    params.update(seed=config["seed"], epochs=budget["epochs"])
+    params["embedder"].update(base=budget["model"], **{k: budget[k] for k in (
+        "max_seq_length", "batch_size", "lr", "num_negatives", "encode_batch_size")})
+    for section, values in config["ragtune"].items():
+        if isinstance(values, dict):
+            params.setdefault(section, {}).update(values)
+        else:
+            params[section] = values
+    params["ingest"]["path"] = str(data)
+    return params
+
+
+def stage_names(project: Path) -> list[str]:
+    return list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+
+
+def run_ragtune(work: Path, data: Path, config: dict, env: dict) -> dict:
+    project = work / "ragtune"
+    if project.exists():
+        shutil.rmtree(project)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(project)], check=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(ragtune_params(config, data), sort_keys=False))
+    env = dict(env, PYTHONPATH=str(project), HF_HOME=str(project / ".cache" / "huggingface"))
+    log_path = work / "ragtune.log"
+    stages = {}
+    for name in stage_names(project):
+        stages[name] = measured(["dvc", "repro", "-s", name], project, env, log_path)
+        print(f"ragtune {name}: {stages[name]}", flush=True)
+    noop = measured(["dvc", "repro"], project, env, log_path)
+    eval_json = json.loads((project / "metrics" / "eval.json").read_text())
+    splits = json.loads((project / "metrics" / "splits.json").read_text())
+    return {"stages": stages, "noop_repro_seconds": noop["wall_seconds"], "eval": eval_json,
+            "splits": splits, "params": ragtune_params(config, data),
+            "train_embedder": json.loads((project / "metrics" / "train_embedder.json").read_text()),
+            "train_reranker": json.loads((project / "metrics" / "train_reranker.json").read_text())}
+
+
+def run_recipe(name: str, work: Path, config: dict, env: dict) -> dict:
+    budget = config["budget"]
+    out = work / name
+    args = [sys.executable, "-m", f"bench.recipes.{name}_recipe", "--project", str(work / "ragtune"),
+            "--out", str(out), "--model", model_path(budget["model"]), "--seed", str(config["seed"]),
+            *(f"--{key.replace('_', '-')}={value}" for key, value in budget.items() if key != "model")]
+    usage = measured(args, ROOT, dict(env, PYTHONPATH=str(ROOT)), work / f"{name}.log")
+    result = json.loads((out / "result.json").read_text())
+    result["process"] = usage
+    return result
+
+
+def run_encode(work: Path, config: dict, env: dict) -> dict:
+    out = work / "encode.json"
+    args = [sys.executable, "-m", "bench.encode_speed", "--corpus", str(work / "ragtune" / "data" / "raw" /
+            "corpus.jsonl"), "--model", model_path(config["budget"]["model"]),
+            "--max-seq-length", str(config["budget"]["max_seq_length"]),
+            "--batch-size", str(config["budget"]["encode_batch_size"]), "--out", str(out)]
+    measured(args, ROOT, dict(env, PYTHONPATH=str(ROOT)), work / "encode.log")
+    return json.loads(out.read_text())
+
+
+def model_path(name: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    from ragtune.models import resolve_model
+
+    return resolve_model(name)
+
+
+@click.command()
+@click.option("--data", type=click.Path(path_type=Path), default=ROOT.parent / "shared" / "data" / "scifact",
+              show_default=True, help="BEIR SciFact folder")
+@click.option("--work", type=click.Path(path_type=Path), default=ROOT / "bench" / "work" / "scifact",
+              show_default=True, help="where the runs happen (not in git)")
+@click.option("--only", default=",".join(STEPS), show_default=True, help="comma-separated steps to run")
+@click.option("--fresh", is_flag=True, help="rerun steps whose results are already in --work")
+def main(data: Path, work: Path, only: str, fresh: bool) -> None:
+    if not (data / "corpus.jsonl").is_file():
+        sys.exit(f"error: {data}: no corpus.jsonl; pass --data with the BEIR SciFact folder")
+    config = yaml.safe_load(CONFIG.read_text())
+    wanted = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = set(wanted) - set(STEPS)
+    if unknown:
+        sys.exit(f"error: --only: unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS)}")
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               HF_HOME=str(ROOT / ".cache" / "huggingface"), TOKENIZERS_PARALLELISM="false")
+    machine = describe(ROOT)
+    results = {}
+    for step in STEPS:
+        saved = work / f"{step}.result.json"
+        if step in wanted and (fresh or not saved.is_file()):
+            if step != "ragtune" and not (work / "ragtune" / "data" / "prepared").is_dir():
+                sys.exit(f"error: step {step} needs ragtune's splits: run the ragtune step first")
+            print(f"== {step}", flush=True)
+            if step == "ragtune":
+                result = run_ragtune(work, data.resolve(), config, env)
+            elif step == "encode":
+                result = run_encode(work, config, env)
+            else:
+                result = run_recipe(step, work, config, env)
+            result["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+            saved.write_text(json.dumps(result, indent=2) + "\n")
+        if saved.is_file():
+            results[step] = json.loads(saved.read_text())
+    write_report(results, config, machine)
+
+
+def write_report(results: dict, config: dict, machine: dict) -> None:
+    from .scifact_report import render
+
+    date = datetime.date.today().isoformat()
+    out = ROOT / "bench" / "results" / date
+    doc = {"date": date, "machine": machine, "config": config, "results": results}
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    text = render(doc)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
