@@ -140,6 +140,8 @@ SCHEMA: dict[str, Any] = {
         "num_negatives": Spec(INT, 1, min=0, max=50),
         "encode_batch_size": Spec(INT, 64, min=1),
         "eval_steps": Spec(INT, 0, min=0, help="score val (and checkpoint) every N steps; 0 = once per epoch"),
+        "nproc": Spec(INT, 1, min=1, help="training processes (torch DDP: GPUs, or CPU processes); "
+                                          "batch_size is per process"),
     },
     "reranker": {
         "base": Spec(STR, "sentence-transformers/all-MiniLM-L6-v2"),
@@ -155,6 +157,8 @@ SCHEMA: dict[str, Any] = {
         "lora_r": Spec(INT, 16, min=1),
         "lora_alpha": Spec(INT, 32, min=1),
         "lora_target_modules": Spec(LIST, ["query", "key", "value", "dense"]),
+        "nproc": Spec(INT, 1, min=1, help="training processes (torch DDP: GPUs, or CPU processes); "
+                                          "batch_size is per process"),
     },
     "merge": {
         "weight": Spec((float, int, str), 0.5, choices=("auto",), min=0.0, max=1.0),

@@ -103,12 +103,23 @@ def _train(kind: str, params: dict, *, negatives_dir: str, out_dir: str, stats_p
         from .train_embedder import train_embedder as train
     else:
         from .train_reranker import train_reranker as train
+    from . import distributed
+
     cfg = params[kind]
     negatives = Path(negatives_dir)
-    stats = train(base=_base_model(cfg["base"], params["security"]), train_path=negatives / "train.jsonl",
-                  val_path=negatives / "val.jsonl", out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"],
-                  seed=params["seed"], device=pick_device(params["device"]),
-                  checkpoint_dir=Path(checkpoint_dir), live_dir=Path(live_dir), resume=resume)
+    base = _base_model(cfg["base"], params["security"])
+    # Under torchrun (see ragtune.distributed): join the process group; only rank 0 writes outputs.
+    device = distributed.init(pick_device(params["device"]))
+    main = distributed.is_main()
+    try:
+        stats = train(base=base, train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
+                      out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
+                      device=device, checkpoint_dir=Path(checkpoint_dir),
+                      live_dir=Path(live_dir) if main else None, resume=resume)
+    finally:
+        distributed.finish()
+    if not main:
+        return
     write_json(stats_path, stats)
     before, after = stats.get("val_ndcg@10_before"), stats.get("val_ndcg@10_best")
     summary(f"{kind} val nDCG@10 {before} -> {after} -> {out_dir}")

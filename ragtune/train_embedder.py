@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_groups
 from .tracking import open_live
@@ -64,17 +65,20 @@ def val_samples(groups: list[dict]) -> list[dict]:
     return [{"query": g["query"], "positive": g["pos"], "negative": g["neg"]} for g in groups if g["neg"]]
 
 
-def _make_loss(model, cfg: dict):
+def _make_loss(model, cfg: dict, gather: bool = False):
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
 
+    # gather: with N processes, every query also meets the other processes' passages as in-batch
+    # negatives, as one process with an N x batch_size batch would.
     if cfg["loss"] == "cached_mnrl":
-        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg["mini_batch_size"])
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg["mini_batch_size"],
+                                                  gather_across_devices=gather)
     else:
-        loss = MultipleNegativesRankingLoss(model)
+        loss = MultipleNegativesRankingLoss(model, gather_across_devices=gather)
     dims = list(cfg.get("matryoshka_dims") or [])
     if dims:
         full = model.get_embedding_dimension()
@@ -115,12 +119,15 @@ def _is_json(path: Path) -> bool:
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict:
+                   resume: bool = False) -> dict | None:
     """Fine-tune `base` (a resolved local folder or hub id) and save the best checkpoint on val to `out_dir`.
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
     If no checkpoint beats the base on val, the best checkpoint is still saved (so `evaluate` shows
     what fine-tuning did) and the stats say `improved: false`; the log says so loudly.
+
+    Under torchrun (ragtune.distributed) each process trains on its share of the batches; only rank 0
+    saves the model and gets the stats, the other ranks return None.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     train_path, val_path = Path(train_path), Path(val_path)
@@ -161,13 +168,22 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
              model.max_seq_length, model.get_embedding_dimension())
 
+    world = distributed.world_size()
     train_dataset = Dataset.from_dict(columns)
-    loss = _make_loss(model, cfg)
+    loss = _make_loss(model, cfg, gather=world > 1)
     evaluator = RerankingEvaluator(samples, at_k=10, name=VAL_NAME, write_csv=False,
                                    batch_size=cfg["encode_batch_size"])
 
-    batch_size = cfg["batch_size"]
-    steps_per_epoch = math.ceil(counts["rows"] / batch_size)
+    batch_size = cfg["batch_size"]  # per process: a step takes world x batch_size rows
+    if world > 1:
+        # Only complete rounds of `world` full batches: every process must take the same number of steps
+        # (sentence-transformers shards batches unevenly otherwise) and the gathered loss wants equal batches.
+        steps_per_epoch = counts["rows"] // batch_size // world
+        if steps_per_epoch == 0:
+            raise UserError(f"{train_path}: {counts['rows']} rows make no full step of {world} processes x "
+                            f"batch {batch_size}; lower embedder.batch_size or embedder.nproc")
+    else:
+        steps_per_epoch = math.ceil(counts["rows"] / batch_size)
     total_steps = steps_per_epoch * epochs
     eval_steps = cfg.get("eval_steps") or steps_per_epoch  # 0 = once per epoch
     # An integer: transformers reads a float warmup_steps < 1 as a ratio but 1.0 as one step.
@@ -177,8 +193,9 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     resume_from = _last_checkpoint(checkpoint_dir) if resume else None
     if resume and resume_from is None:
         log.warning("resume requested but %s holds no checkpoint: starting a fresh run", checkpoint_dir)
-    if resume_from is None:
+    if resume_from is None and distributed.is_main():
         _clear_checkpoints(checkpoint_dir)
+    distributed.barrier()  # every rank has picked its checkpoint before the trainer writes new ones
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -202,8 +219,10 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         logging_first_step=True,
         report_to="none",  # only our DVCLive callback, never a tracker picked up from the environment
         use_cpu=device == "cpu",
-        fp16=device == "cuda",
+        fp16=device.startswith("cuda"),
         dataloader_num_workers=0,
+        dataloader_drop_last=world > 1,  # see steps_per_epoch
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails
     )
     callbacks = []
     if live_dir is not None:
@@ -217,18 +236,23 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
-    if resume_from is None:
-        # Through the trainer, so the base score is the first point of the DVCLive curve.
-        base_score = float(trainer.evaluate()[METRIC])
-    else:
-        base_score = float(evaluator(model)[f"{VAL_NAME}_ndcg@10"])
+    # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
+    # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
+    # their own without a word. Every rank scores (no collective in it), so all log the same history.
+    base_metrics = evaluator(model)
+    base_score = float(base_metrics[f"{VAL_NAME}_ndcg@10"])
+    if resume_from is None:  # the first point of the DVCLive curve, as trainer.evaluate() would log it
+        trainer.log({f"eval_{k}": v for k, v in base_metrics.items()})
     log.info("val nDCG@10 of the base model: %.4f", base_score)
-    log.info("training %d rows, batch %d, %d steps per epoch, %d epoch(s), %d steps, warmup %d, lr %g, "
-             "loss %s%s; checkpoints in %s%s", counts["rows"], batch_size, steps_per_epoch, epochs,
-             total_steps, warmup_steps, cfg["lr"], cfg["loss"],
+    log.info("training %d rows, batch %d%s, %d steps per epoch, %d epoch(s), %d steps, warmup %d, lr %g, "
+             "loss %s%s; checkpoints in %s%s", counts["rows"], batch_size,
+             f" per process x {world} processes = {batch_size * world} rows per step" if world > 1 else "",
+             steps_per_epoch, epochs, total_steps, warmup_steps, cfg["lr"], cfg["loss"],
              f" + matryoshka {cfg['matryoshka_dims']}" if cfg.get("matryoshka_dims") else "",
              checkpoint_dir, f"; resuming from {resume_from.name}" if resume_from else "")
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if not distributed.is_main():
+        return None
 
     state = trainer.state
     if state.best_model_checkpoint is None or state.best_metric is None:
@@ -266,6 +290,8 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "steps": int(state.global_step),
         "steps_per_epoch": steps_per_epoch,
         "batch_size": batch_size,
+        "nproc": world,
+        "effective_batch_size": batch_size * world,
         "loss": cfg["loss"],
         "train_loss": round(float(result.training_loss), 6),
         "val_ndcg@10_before": round(base_score, 6),

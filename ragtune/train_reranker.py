@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
@@ -290,8 +291,13 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict:
-    """Fine-tune `base` on the groups in train_path; save the val-best model to out_dir; return stats."""
+                   resume: bool = False) -> dict | None:
+    """Fine-tune `base` on the groups in train_path; save the val-best model to out_dir; return stats.
+
+    Under torchrun (ragtune.distributed) each process trains on its share of the groups; rank 0 alone
+    scores val, keeps the best model and writes out_dir (val scoring holds no collective, so the other
+    ranks just wait for it in the next step's gradient all-reduce). Other ranks return None.
+    """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
@@ -312,17 +318,18 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     from .models import pick_device, resolve_model, seed_everything, trust_remote_code
 
     device = pick_device(device)
-    if not resume and checkpoint_dir.exists():
-        shutil.rmtree(checkpoint_dir)  # a fresh run must not pick up a previous run's best model
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    main, world = distributed.is_main(), distributed.world_size()
     source = resolve_model(base)
     trained = is_trained_reranker(source)
-    if trained:
-        start = source
-    elif (checkpoint_dir / START / "config.json").is_file():
-        start = str(checkpoint_dir / START)  # resume: the head converted by the interrupted run
-    else:
-        start = convert_to_cross_encoder(source, checkpoint_dir / START, seed)
+    start = source if trained else str(checkpoint_dir / START)
+    if main:  # rank 0 prepares the shared folder; the others wait at the barrier below
+        if not resume and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)  # a fresh run must not pick up a previous run's best model
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        # On resume the head converted by the interrupted run is reused.
+        if not trained and not (checkpoint_dir / START / "config.json").is_file():
+            convert_to_cross_encoder(source, checkpoint_dir / START, seed)
+    distributed.barrier()
 
     seed_everything(seed)
     transformers.set_seed(seed)
@@ -348,7 +355,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
                                    passage_max_len=data_args.passage_max_len, padding=True, return_tensors="pt")
     model = GroupedCrossEncoder(hf_model, tokenizer, group_size)
 
-    steps_per_epoch = math.ceil(len(train_groups) / cfg["batch_size"])
+    # batch_size is per process; the trainer deals the batches out to the processes in turn and pads the
+    # last round with batches from the start, so every process takes the same number of steps.
+    steps_per_epoch = math.ceil(math.ceil(len(train_groups) / cfg["batch_size"]) / world)
     total_steps = steps_per_epoch * epochs
     eval_steps = cfg["eval_steps"]
     args = AbsRerankerTrainingArguments(
@@ -357,18 +366,19 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         logging_steps=max(1, total_steps // 50), save_strategy="steps" if eval_steps else "epoch",
         save_steps=eval_steps or 500, save_total_limit=1, seed=seed, data_seed=seed,
         use_cpu=device == "cpu", report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails
         fp16=False, bf16=False, disable_tqdm=False)  # no fp16 or gradient checkpointing on CPU
 
     best_dir, state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
     state = read_json(state_file) if resume and state_file.is_file() else {"history": [], "best_step": None}
     live = None
-    if live_dir is not None:
+    if live_dir is not None and main:
         # No DVC experiment and no dvc.yaml of its own: the pipeline's dvc.yaml declares the plots.
         live = open_live(live_dir, resume=resume and bool(state["history"]), save_dvc_exp=False,
                          dvcyaml=None, report=None)
 
     def evaluate(step: int, wrapper) -> None:
-        if state["history"] and state["history"][-1]["step"] == step:
+        if not main or state["history"] and state["history"][-1]["step"] == step:
             return
         score = val_ndcg(wrapper.model, tokenizer, val_groups, max_length=max_length,
                          batch_size=max(8, cfg["batch_size"] * group_size), device=device,
@@ -416,9 +426,13 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None
     if resume and last is None:
         log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
-    log.info("training %d epochs x %d steps (batch %d groups of %d, max_length %d, lr %g, lora %s) on %s",
-             epochs, steps_per_epoch, cfg["batch_size"], group_size, max_length, cfg["lr"], cfg["lora"], device)
+    log.info("training %d epochs x %d steps (batch %d groups of %d%s, max_length %d, lr %g, lora %s) on %s",
+             epochs, steps_per_epoch, cfg["batch_size"], group_size,
+             f" per process x {world} processes = {cfg['batch_size'] * world} groups per step" if world > 1 else "",
+             max_length, cfg["lr"], cfg["lora"], device)
     result = trainer.train(resume_from_checkpoint=last)  # DVCLiveCallback ends `live` on train end
+    if not main:
+        return None
 
     if not best_dir.is_dir():
         raise UserError(f"{checkpoint_dir}: no best model was saved; rerun without resume")
@@ -433,6 +447,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "epochs": epochs,
         "steps": trainer.state.global_step,
         "group_size": group_size,
+        "batch_size": cfg["batch_size"],
+        "nproc": world,
+        "effective_batch_size": cfg["batch_size"] * world,
         "random_negatives": min(n_random, group_size - 1),
         "max_length": max_length,
         "lr": cfg["lr"],

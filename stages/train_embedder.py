@@ -1,4 +1,6 @@
 """Stage 4 (train_embedder): fine-tune the bi-encoder with sentence-transformers."""
+import sys
+
 import click
 
 from ragtune.cli import stage
@@ -14,9 +16,14 @@ from ragtune.cli import stage
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint of an interrupted run")
 def main(params_path, negatives_dir, out_dir, stats_path, live_dir, checkpoint_dir, resume):
     """Fine-tune the bi-encoder with sentence-transformers."""
-    from ragtune import pipeline
+    from ragtune import distributed, pipeline
 
+    distributed.setup_logging()  # under torchrun: rank-prefixed lines, warnings only from ranks > 0
     with stage("train_embedder", params_path) as params:
+        # embedder.nproc > 1: run this same command on that many torchrun workers instead.
+        nproc = params["embedder"]["nproc"]
+        if distributed.relaunch("train_embedder", nproc, params["device"], "embedder.nproc", sys.argv):
+            return
         pipeline.train_embedder(params, negatives_dir=negatives_dir, out_dir=out_dir, stats_path=stats_path, live_dir=live_dir, checkpoint_dir=checkpoint_dir, resume=resume)
 
 

@@ -1,4 +1,6 @@
 """Stage 5 (train_reranker): fine-tune the cross-encoder with FlagEmbedding."""
+import sys
+
 import click
 
 from ragtune.cli import stage
@@ -14,9 +16,14 @@ from ragtune.cli import stage
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint of an interrupted run")
 def main(params_path, negatives_dir, out_dir, stats_path, live_dir, checkpoint_dir, resume):
     """Fine-tune the cross-encoder with FlagEmbedding."""
-    from ragtune import pipeline
+    from ragtune import distributed, pipeline
 
+    distributed.setup_logging()  # under torchrun: rank-prefixed lines, warnings only from ranks > 0
     with stage("train_reranker", params_path) as params:
+        # reranker.nproc > 1: run this same command on that many torchrun workers instead.
+        nproc = params["reranker"]["nproc"]
+        if distributed.relaunch("train_reranker", nproc, params["device"], "reranker.nproc", sys.argv):
+            return
         pipeline.train_reranker(params, negatives_dir=negatives_dir, out_dir=out_dir, stats_path=stats_path, live_dir=live_dir, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
