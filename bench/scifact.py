@@ -90,7 +90,8 @@ def run_ragtune(work: Path, data: Path, config: dict, env: dict) -> dict:
     return {"stages": stages, "noop_repro_seconds": noop["wall_seconds"], "eval": eval_json,
             "splits": splits, "params": ragtune_params(config, data),
             "train_embedder": json.loads((project / "metrics" / "train_embedder.json").read_text()),
-            "train_reranker": json.loads((project / "metrics" / "train_reranker.json").read_text())}
+            "train_reranker": json.loads((project / "metrics" / "train_reranker.json").read_text()),
+            "rerank_alpha": json.loads((project / "metrics" / "rerank_alpha.json").read_text())}
 
 
 def run_recipe(name: str, work: Path, config: dict, env: dict) -> dict:
@@ -158,15 +159,19 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             saved.write_text(json.dumps(result, indent=2) + "\n")
         if saved.is_file():
             results[step] = json.loads(saved.read_text())
-    write_report(results, config, machine)
+    write_report(results, config, machine, work)
 
 
-def write_report(results: dict, config: dict, machine: dict) -> None:
+def write_report(results: dict, config: dict, machine: dict, work: Path) -> None:
     from .scifact_report import render
 
     date = datetime.date.today().isoformat()
     out = ROOT / "bench" / "results" / date
     doc = {"date": date, "machine": machine, "config": config, "results": results}
+    ragtune_report = work / "ragtune" / "metrics" / "report.md"
+    if "ragtune" in results and ragtune_report.is_file():  # its significance tests, kept beside the results
+        doc["ragtune_report"] = f"{date}-ragtune-report.md"
+        shutil.copyfile(ragtune_report, out.parent / doc["ragtune_report"])
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     text = render(doc)
     out.with_suffix(".md").write_text(text)

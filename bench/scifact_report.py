@@ -108,8 +108,15 @@ def render(doc: dict) -> str:
         below = figures["below_first_stage"]
         lines.append("- Reranked systems below their own first stage: "
                      + (", ".join(f"{s} ({d:+.4f})" for s, d in below) if below else "none") + ".")
-        lines.append("- Significance tests of every system against its counterpart: "
-                     "`bench/work/scifact/ragtune/metrics/report.md` (not committed: rerun to get it).")
+        for name, a in results["ragtune"].get("rerank_alpha", {}).items():
+            by, alpha = a.get("val_ndcg@10_by_alpha"), f"{a['alpha']:g}"
+            if by:
+                lines.append(f"- rerank:{name}: reranker share {alpha} picked on val (val nDCG@10, mean over the "
+                             f"first stages: first stage alone {by['0']:.4f}, pure reranker {by['1']:.4f}, "
+                             f"interpolated {by[alpha]:.4f}).")
+        report = doc.get("ragtune_report")
+        lines.append("- Every system against its counterpart, with paired randomization tests: ragtune's own "
+                     + (f"report, [`{report}`]({report})." if report else "report, `metrics/report.md` of the run."))
     lines += ["", "## Wall time, CPU time, memory", "", *speed(results), ""]
     if "ragtune" in results:
         lines.append(f"No-op `dvc repro` after the run: {results['ragtune']['noop_repro_seconds']:.1f} s.")
