@@ -27,7 +27,7 @@ from pathlib import Path
 import click
 import yaml
 
-from .machine import describe
+from .machine import describe, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "bench" / "scifact.yaml"
@@ -156,6 +156,7 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             else:
                 result = run_recipe(step, work, config, env)
             result["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+            result["commit"] = git_commit(work / "ragtune" if step == "ragtune" else ROOT)
             saved.write_text(json.dumps(result, indent=2) + "\n")
         if saved.is_file():
             results[step] = json.loads(saved.read_text())

@@ -117,7 +117,10 @@ def render(doc: dict) -> str:
         report = doc.get("ragtune_report")
         lines.append("- Every system against its counterpart, with paired randomization tests: ragtune's own "
                      + (f"report, [`{report}`]({report})." if report else "report, `metrics/report.md` of the run."))
+    commits = ", ".join(f"{step} {r['commit'][:10]}" for step, r in results.items() if r.get("commit"))
     lines += ["", "## Wall time, CPU time, memory", "", *speed(results), ""]
+    if commits:
+        lines.append(f"Code each step ran: {commits}.")
     if "ragtune" in results:
         lines.append(f"No-op `dvc repro` after the run: {results['ragtune']['noop_repro_seconds']:.1f} s.")
     if "encode" in results:
