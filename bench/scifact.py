@@ -149,6 +149,7 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             if step != "ragtune" and not (work / "ragtune" / "data" / "prepared").is_dir():
                 sys.exit(f"error: step {step} needs ragtune's splits: run the ragtune step first")
             print(f"== {step}", flush=True)
+            load = [round(x, 2) for x in os.getloadavg()]  # other jobs on the machine inflate wall times
             if step == "ragtune":
                 result = run_ragtune(work, data.resolve(), config, env)
             elif step == "encode":
@@ -156,6 +157,7 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             else:
                 result = run_recipe(step, work, config, env)
             result["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+            result["load_average_at_start"] = load
             result["commit"] = git_commit(work / "ragtune" if step == "ragtune" else ROOT)
             saved.write_text(json.dumps(result, indent=2) + "\n")
         if saved.is_file():

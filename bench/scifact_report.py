@@ -121,6 +121,10 @@ def render(doc: dict) -> str:
     lines += ["", "## Wall time, CPU time, memory", "", *speed(results), ""]
     if commits:
         lines.append(f"Code each step ran: {commits}.")
+    loads = ", ".join(f"{step} {r['load_average_at_start']}" for step, r in results.items()
+                      if r.get("load_average_at_start"))
+    if loads:
+        lines.append(f"Load average (1, 5, 15 min) when each step started: {loads}.")
     if "ragtune" in results:
         lines.append(f"No-op `dvc repro` after the run: {results['ragtune']['noop_repro_seconds']:.1f} s.")
     if "encode" in results:
