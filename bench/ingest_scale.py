@@ -53,7 +53,7 @@ def run_phase(phase: str, work: Path, seed: int) -> dict:
     import logging
 
     sys.path.insert(0, str(ROOT))
-    from ragtune import pipeline
+    from ragtune.pipeline import ingest, prepare
     from ragtune.params import defaults
 
     logging.basicConfig(level=logging.WARNING)
@@ -62,10 +62,10 @@ def run_phase(phase: str, work: Path, seed: int) -> dict:
     params["ingest"].update(source="beir", path=str(work / "input"))
     start = time.perf_counter()
     if phase == "ingest":
-        pipeline.ingest(params, out_dir=str(work / "raw"), stats_path=str(work / "metrics" / "ingest.json"))
+        ingest.run(params, out_dir=str(work / "raw"), stats_path=str(work / "metrics" / "ingest.json"))
     else:
-        pipeline.prepare(params, raw_dir=str(work / "raw"), out_dir=str(work / "prepared"),
-                         stats_path=str(work / "metrics" / "splits.json"))
+        prepare.run(params, raw_dir=str(work / "raw"), out_dir=str(work / "prepared"),
+                    stats_path=str(work / "metrics" / "splits.json"))
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak_kib / 1024, 1)}

@@ -97,17 +97,17 @@ def _phase(name: str, work: Path) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     torch.set_num_threads(1)  # 2 threads contend badly on a shared 2-core machine
-    from ragtune import pipeline
+    from ragtune.pipeline import evaluate, mine
 
     os.chdir(work)  # the embedding cache (.cache/embeddings) lives in the work folder
     p = _params(work)
     start = time.perf_counter()
     if name == "mine":
-        pipeline.mine(p, corpus_path="corpus.jsonl", prepared_dir="prepared", out_dir="negatives",
-                      stats_path="mining.json")
+        mine.run(p, corpus_path="corpus.jsonl", prepared_dir="prepared", out_dir="negatives",
+                 stats_path="mining.json")
     else:
-        pipeline.evaluate(p, corpus_path="corpus.jsonl", prepared_dir="prepared", models_dir="models",
-                          metrics_dir="metrics")
+        evaluate.run(p, corpus_path="corpus.jsonl", prepared_dir="prepared", models_dir="models",
+                     metrics_dir="metrics")
     took = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     print(json.dumps({"phase": name, "seconds": round(took, 1), "peak_rss_mb": round(peak_mb)}), flush=True)

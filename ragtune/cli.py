@@ -66,7 +66,3 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[dict]:
         sys.exit(130)
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 
-
-def summary(message: str) -> None:
-    """The one-line result a stage ends with."""
-    log.info("result: %s", message)

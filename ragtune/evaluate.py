@@ -9,9 +9,10 @@ import functools
 import logging
 from pathlib import Path
 
-from .cli import summary
 from .errors import UserError
 from .io import read_corpus, read_queries, read_qrels, write_json, write_text
+from .logs import summary
+from .models import checked_model, is_trained_reranker, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,11 @@ def system_name(first_stage: str, reranker: str) -> str:
 
 
 def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
-    from .pipeline import _base_model
-
     return {
-        "dense:base": _base_model(params["embedder"]["base"], params["security"]),
+        "dense:base": checked_model(params["embedder"]["base"], params["security"]),
         "dense:finetuned": str(models_dir / "embedder"),
         "dense:merged": str(models_dir / "embedder-merged"),
-        "rerank:base": _base_model(params["reranker"]["base"], params["security"]),
+        "rerank:base": checked_model(params["reranker"]["base"], params["security"]),
         "rerank:finetuned": str(models_dir / "reranker"),
         "rerank:merged": str(models_dir / "reranker-merged"),
     }
@@ -73,10 +72,8 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
 def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir: Path, metrics_dir: Path,
              cache_dir: Path) -> dict:
     from .metrics import evaluate_run, metric_names
-    from .models import pick_device
     from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows, safe_name,
                          write_per_query_csv, write_trec_run)
-    from .train_reranker import is_trained_reranker
 
     cfg, rr = params["evaluate"], params["reranker"]
     device = pick_device(params["device"])

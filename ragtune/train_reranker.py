@@ -33,64 +33,12 @@ from .tracking import open_live
 
 log = logging.getLogger(__name__)
 
-HEAD_PREFIXES = ("classifier", "score")  # where HF sequence-classification models keep their head
 BEST = "best"
 START = "start"
 STATE = "best.json"
 
 
 # ---------------------------------------------------------------- models
-
-
-def is_trained_reranker(path: str | Path) -> bool:
-    """True when `path` is a 1-logit sequence-classification model whose weights include its head.
-
-    A sentence-transformers bi-encoder (all-MiniLM-L6-v2) is False: loading it as a reranker gives a
-    random head, so "rerank:base" would only measure noise. Hub ids are judged by their config alone.
-    """
-    p = Path(path)
-    if p.is_dir():
-        config_file = p / "config.json"
-        if not config_file.is_file():
-            return False
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return False
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            config = json.loads(Path(hf_hub_download(str(path), "config.json")).read_text(encoding="utf-8"))
-        except Exception:  # offline, unknown id, gated: not something we can call trained
-            return False
-    if not any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or []):
-        return False
-    num_labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
-    if num_labels != 1:
-        return False
-    if not p.is_dir():
-        return True
-    keys = _weight_keys(p)
-    if keys is None:  # only pickle weights: the config is all we can read without unpickling
-        return True
-    return any(k.split(".")[0] in HEAD_PREFIXES for k in keys)
-
-
-def _weight_keys(p: Path) -> list[str] | None:
-    index = p / "model.safetensors.index.json"
-    if index.is_file():
-        return list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
-    files = sorted(p.glob("*.safetensors"))
-    if not files:
-        return None
-    from safetensors import safe_open
-
-    keys: list[str] = []
-    for f in files:
-        with safe_open(str(f), framework="pt") as st:
-            keys.extend(st.keys())
-    return keys
 
 
 def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
@@ -315,7 +263,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
-    from .models import pick_device, resolve_model, seed_everything, trust_remote_code
+    from .models import is_trained_reranker, pick_device, resolve_model, seed_everything, trust_remote_code
 
     device = pick_device(device)
     main, world = distributed.is_main(), distributed.world_size()

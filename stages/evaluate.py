@@ -12,10 +12,10 @@ from ragtune.cli import stage
 @click.option("--metrics", "metrics_dir", default="metrics", show_default=True, help="where eval.json, report.md, per_query.csv, runs/ and plots/ go")
 def main(params_path, corpus_path, prepared_dir, models_dir, metrics_dir):
     """Every first stage x reranker on the test split, with trec_eval metrics."""
-    from ragtune import pipeline
-
     with stage("evaluate", params_path) as params:
-        pipeline.evaluate(params, corpus_path=corpus_path, prepared_dir=prepared_dir, models_dir=models_dir, metrics_dir=metrics_dir)
+        from ragtune.pipeline import evaluate
+
+        evaluate.run(params, corpus_path=corpus_path, prepared_dir=prepared_dir, models_dir=models_dir, metrics_dir=metrics_dir)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from ragtune.cli import stage
 @click.option("--stats", "stats_path", default="metrics/ingest.json", show_default=True, help="ingest statistics (DVC metrics)")
 def main(params_path, out_dir, stats_path):
     """Build the default corpus, or validate and normalise the user's data."""
-    from ragtune import pipeline
-
     with stage("ingest", params_path) as params:
-        pipeline.ingest(params, out_dir=out_dir, stats_path=stats_path)
+        from ragtune.pipeline import ingest
+
+        ingest.run(params, out_dir=out_dir, stats_path=stats_path)
 
 
 if __name__ == "__main__":

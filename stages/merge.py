@@ -14,10 +14,10 @@ from ragtune.cli import stage
 @click.option("--stats", "stats_path", default="metrics/merge.json", show_default=True, help="merge weights and val scores (DVC metrics)")
 def main(params_path, embedder_dir, reranker_dir, negatives_dir, embedder_out, reranker_out, stats_path):
     """Average fine-tuned and base weights (LM-Cocktail) for both models."""
-    from ragtune import pipeline
-
     with stage("merge", params_path) as params:
-        pipeline.merge(params, embedder_dir=embedder_dir, reranker_dir=reranker_dir, negatives_dir=negatives_dir, embedder_out=embedder_out, reranker_out=reranker_out, stats_path=stats_path)
+        from ragtune.pipeline import merge
+
+        merge.run(params, embedder_dir=embedder_dir, reranker_dir=reranker_dir, negatives_dir=negatives_dir, embedder_out=embedder_out, reranker_out=reranker_out, stats_path=stats_path)
 
 
 if __name__ == "__main__":

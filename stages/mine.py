@@ -12,10 +12,10 @@ from ragtune.cli import stage
 @click.option("--stats", "stats_path", default="metrics/mining.json", show_default=True, help="mining statistics (DVC metrics)")
 def main(params_path, corpus_path, prepared_dir, out_dir, stats_path):
     """Hard negatives for the train queries and a reranking-style val set."""
-    from ragtune import pipeline
-
     with stage("mine", params_path) as params:
-        pipeline.mine(params, corpus_path=corpus_path, prepared_dir=prepared_dir, out_dir=out_dir, stats_path=stats_path)
+        from ragtune.pipeline import mine
+
+        mine.run(params, corpus_path=corpus_path, prepared_dir=prepared_dir, out_dir=out_dir, stats_path=stats_path)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from ragtune.cli import stage
 @click.option("--stats", "stats_path", default="metrics/splits.json", show_default=True, help="split statistics (DVC metrics)")
 def main(params_path, raw_dir, out_dir, stats_path):
     """Seeded, leakage-free train / val / test splits of the judged queries."""
-    from ragtune import pipeline
-
     with stage("prepare", params_path) as params:
-        pipeline.prepare(params, raw_dir=raw_dir, out_dir=out_dir, stats_path=stats_path)
+        from ragtune.pipeline import prepare
+
+        prepare.run(params, raw_dir=raw_dir, out_dir=out_dir, stats_path=stats_path)
 
 
 if __name__ == "__main__":

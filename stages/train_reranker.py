@@ -16,7 +16,7 @@ from ragtune.cli import stage
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint of an interrupted run")
 def main(params_path, negatives_dir, out_dir, stats_path, live_dir, checkpoint_dir, resume):
     """Fine-tune the cross-encoder with FlagEmbedding."""
-    from ragtune import distributed, pipeline
+    from ragtune import distributed
 
     distributed.setup_logging()  # under torchrun: rank-prefixed lines, warnings only from ranks > 0
     with stage("train_reranker", params_path) as params:
@@ -24,7 +24,9 @@ def main(params_path, negatives_dir, out_dir, stats_path, live_dir, checkpoint_d
         nproc = params["reranker"]["nproc"]
         if distributed.relaunch("train_reranker", nproc, params["device"], "reranker.nproc", sys.argv):
             return
-        pipeline.train_reranker(params, negatives_dir=negatives_dir, out_dir=out_dir, stats_path=stats_path, live_dir=live_dir, checkpoint_dir=checkpoint_dir, resume=resume)
+        from ragtune.pipeline import train_reranker
+
+        train_reranker.run(params, negatives_dir=negatives_dir, out_dir=out_dir, stats_path=stats_path, live_dir=live_dir, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ragtune import models, params, pipeline
+from ragtune import models, params
+from ragtune.pipeline import merge, mine, train_embedder, train_reranker
 from ragtune.errors import UserError
 
 CUSTOM_CODE = '''
@@ -126,15 +127,16 @@ def test_stages_refuse_a_custom_code_model_before_anything_else(tiny_model, tmp_
     bad = str(_with_remote_code(tiny_model, tmp_path / "custom"))
     p = _params(**{where: bad})
     missing = str(tmp_path / "missing")  # inputs do not exist: the model check must come first
-    calls = [lambda: pipeline.mine(p, corpus_path=missing, prepared_dir=missing, out_dir=missing,
-                                   stats_path=missing)]
+    calls = [lambda: mine.run(p, corpus_path=missing, prepared_dir=missing, out_dir=missing,
+                              stats_path=missing)]
     if where != "mine.rescore_with":
         kind = where.split(".")[0]
-        calls.append(lambda: getattr(pipeline, f"train_{kind}")(
+        train = {"embedder": train_embedder, "reranker": train_reranker}[kind]
+        calls.append(lambda: train.run(
             p, negatives_dir=missing, out_dir=missing, stats_path=missing, live_dir=missing,
             checkpoint_dir=missing, resume=False))
-        calls.append(lambda: pipeline.merge(p, embedder_dir=missing, reranker_dir=missing, negatives_dir=missing,
-                                            embedder_out=missing, reranker_out=missing, stats_path=missing))
+        calls.append(lambda: merge.run(p, embedder_dir=missing, reranker_dir=missing, negatives_dir=missing,
+                                       embedder_out=missing, reranker_out=missing, stats_path=missing))
         from ragtune.evaluate import _model_paths
 
         calls.append(lambda: _model_paths(p, tmp_path / "models"))
@@ -147,7 +149,7 @@ def test_stages_refuse_a_custom_code_model_before_anything_else(tiny_model, tmp_
             call()
     assert not (tmp_path / "custom" / "CODE_RAN").exists()
     p["security"]["trust_remote_code"] = True
-    pipeline._base_model(bad, p["security"])  # allowed
+    models.checked_model(bad, p["security"])  # allowed
 
 
 def test_loads_pass_trust_remote_code_from_params(tiny_model, tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import pytest
 
 from ragtune.errors import UserError
 from ragtune.io import write_jsonl
+from ragtune.models import is_trained_reranker
 from ragtune.params import defaults
 from ragtune.train_reranker import (
-    is_trained_reranker,
     ndcg_at_k,
     read_groups,
     sample_group,

@@ -1,0 +1,31 @@
+"""Stage mine: hard negatives for the train queries and a reranking-style val set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..embeddings import DEFAULT_CACHE_DIR
+from ..errors import UserError
+from ..io import atomic_output, read_corpus, read_qrels, read_queries, write_json, write_jsonl
+from ..logs import summary
+from ..mining import mine as mine_groups
+from ..models import checked_model, pick_device
+
+
+def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stats_path: str) -> None:
+    if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
+        checked_model(params["mine"]["rescore_with"], params["security"])
+    embedder = dict(params["embedder"], base=checked_model(params["embedder"]["base"], params["security"]))
+    corpus = read_corpus(corpus_path)
+    queries = read_queries(Path(prepared_dir) / "queries.jsonl")
+    train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
+    val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
+    train_groups, val_groups, stats = mine_groups(
+        corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
+        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR)
+    if not train_groups:
+        raise UserError("mine: no training groups (are there train queries with positives?)")
+    with atomic_output(out_dir, is_dir=True) as tmp:
+        write_jsonl(tmp / "train.jsonl", train_groups)
+        write_jsonl(tmp / "val.jsonl", val_groups)
+    write_json(stats_path, stats)
+    summary(f"{len(train_groups)} train groups, {len(val_groups)} val groups -> {out_dir}")
