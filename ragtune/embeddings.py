@@ -139,3 +139,34 @@ def encode_queries(model_path: str, texts: list[str], *, batch_size: int = 64,
     """Embed queries -> float32 array (len(texts), dim) with L2-normalised rows (not cached)."""
     model = load_model(model_path, device, max_seq_length)
     return _encode(model, texts, "query", batch_size, show_progress)
+
+
+def val_samples(groups: list[dict]) -> list[dict]:
+    """RerankingEvaluator samples; a query without negatives cannot be ranked and is left out."""
+    return [{"query": g["query"], "positive": g["pos"], "negative": g["neg"]} for g in groups if g["neg"]]
+
+
+def val_evaluator(samples: list[dict], *, name: str, batch_size: int):
+    """sentence-transformers' RerankingEvaluator over `samples` ({"query", "positive", "negative"}) with
+    its metrics computed by ragtune.metrics (pytrec_eval, the code that scores test) instead of sklearn,
+    whose nDCG averages over ties where trec_eval orders them. Keys stay the evaluator's own
+    (`<name>_ndcg@10`, `<name>_mrr@10`, `<name>_map`), so the trainer picks checkpoints on that nDCG@10."""
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    from .metrics import score_ranked_lists
+
+    class ValEvaluator(RerankingEvaluator):
+        def compute_metrics(self, model):
+            queries = self.embed_inputs(model, [s["query"] for s in self.samples], encode_fn_name="query",
+                                        show_progress_bar=self.show_progress_bar)
+            docs = self.embed_inputs(model, [t for s in self.samples for t in s["positive"] + s["negative"]],
+                                     encode_fn_name="document", show_progress_bar=self.show_progress_bar)
+            lists, start = [], 0
+            for query, s in zip(queries, self.samples):
+                n = len(s["positive"]) + len(s["negative"])
+                scores = self.similarity_fct(query, docs[start:start + n])
+                lists.append(([float(x) for x in scores.reshape(-1)], len(s["positive"])))
+                start += n
+            return score_ranked_lists(lists, k=self.at_k)
+
+    return ValEvaluator(samples, at_k=10, name=name, write_csv=False, batch_size=batch_size)

@@ -89,27 +89,20 @@ def merge_models(finetuned_dir: str | Path, base_dir: str | Path, weight: float,
 
 
 def _embedder_scorer(finetuned_dir: str, groups: list[dict], params: dict):
-    """Return (set_state_dict, val_ndcg) for the embedder, loading the model once."""
-    import numpy as np
+    """Return (model, val_ndcg) for the embedder, loading the model once; val is scored as in training."""
     from sentence_transformers import SentenceTransformer
 
+    from .embeddings import val_evaluator, val_samples
     from .models import pick_device
-    from .train_reranker import ndcg_at_k
 
     cfg = params["embedder"]
     model = SentenceTransformer(str(finetuned_dir), device=pick_device(params["device"]))
     model.max_seq_length = cfg["max_seq_length"]
     body = model[0].auto_model
+    evaluator = val_evaluator(val_samples(groups), name="val", batch_size=cfg["encode_batch_size"])
 
     def val_ndcg() -> float:
-        values = []
-        for g in groups:
-            texts = g["pos"] + g["neg"]
-            q = model.encode([g["query"]], normalize_embeddings=True, show_progress_bar=False)
-            d = model.encode(texts, batch_size=cfg["encode_batch_size"], normalize_embeddings=True,
-                             show_progress_bar=False)
-            values.append(ndcg_at_k(list(np.asarray(d @ q[0])), [1] * len(g["pos"]) + [0] * len(g["neg"])))
-        return float(sum(values) / len(values))
+        return float(evaluator(model)["val_ndcg@10"])
 
     return body, val_ndcg
 
@@ -118,7 +111,7 @@ def _reranker_scorer(finetuned_dir: str, groups: list[dict], params: dict):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .models import pick_device
-    from .train_reranker import val_ndcg as reranker_val_ndcg
+    from .rerank import val_ndcg as reranker_val_ndcg
 
     cfg, device = params["reranker"], pick_device(params["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(finetuned_dir))

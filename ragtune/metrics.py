@@ -123,3 +123,31 @@ def evaluate_run(run: Run, qrels: Qrels, cfg: dict) -> tuple[dict[str, float], d
     n = len(per_query)
     means = {name: sum(row[name] for row in per_query.values()) / n for name in names}
     return means, per_query
+
+
+def score_ranked_lists(lists: list[tuple[list[float], int]], k: int = 10) -> dict[str, float]:
+    """Mean nDCG@k, MRR@k and MAP over scored candidate lists, each `(scores, n_pos)`: the first `n_pos`
+    candidates are the relevant ones. What val scores checkpoints and merge weights with.
+
+    The same pytrec_eval measures as `evaluate_run`, so val and test agree on ties: trec_eval breaks them
+    by doc id descending, and the ids given here put the non-relevant candidates first, so a model that
+    scores everything alike gets no credit for positives listed first in the val groups.
+    """
+    import pytrec_eval
+
+    if not lists:
+        raise UserError("no candidate lists to score")
+    judged, ranked = {}, {}
+    for i, (scores, n_pos) in enumerate(lists):
+        ids = [f"{'a' if j < n_pos else 'b'}{j}" for j in range(len(scores))]  # "b" > "a": non-relevant first
+        judged[str(i)] = {d: int(d[0] == "a") for d in ids}
+        ranked[str(i)] = {d: float(s) for d, s in zip(ids, scores)}
+    raw = pytrec_eval.RelevanceEvaluator(judged, {f"ndcg_cut.{k}", "recip_rank", "map"}).evaluate(ranked)
+    totals = {"ndcg": 0.0, "mrr": 0.0, "map": 0.0}
+    for qid in judged:
+        row = raw.get(qid, {})
+        rr = float(row.get("recip_rank", 0.0))
+        totals["ndcg"] += float(row.get(f"ndcg_cut_{k}", 0.0))
+        totals["mrr"] += rr if rr > 0 and round(1.0 / rr) <= k else 0.0  # MRR@k as in evaluate_run
+        totals["map"] += float(row.get("map", 0.0))
+    return {name: value / len(judged) for name, value in totals.items()}

@@ -61,6 +61,22 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     return scores
 
 
+def val_ndcg(model, tokenizer, val_groups: list[dict], *, max_length: int, batch_size: int, device: str,
+             n_negatives: int) -> float:
+    """Mean nDCG@10 over val groups of ranking each query's positives + first `n_negatives` negatives
+    (scored by ragtune.metrics, the code that scores test)."""
+    from .metrics import score_ranked_lists
+
+    pairs, spans = [], []
+    for g in val_groups:
+        texts = g["pos"] + g["neg"][:n_negatives]
+        spans.append((len(pairs), len(g["pos"]), len(texts)))
+        pairs.extend((g["query"], t) for t in texts)
+    scores = score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length,
+                          device=device, desc="val")
+    return score_ranked_lists([(list(scores[s:s + n]), n_pos) for s, n_pos, n in spans])["ndcg"]
+
+
 def score_pairs(model_path: str, pairs: list[tuple[str, str]], *, batch_size: int = 32, max_length: int = 256,
                 device: str = "cpu") -> np.ndarray:
     """Cross-encoder logits for (query, passage) pairs, in input order."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import distributed
+from .embeddings import val_evaluator, val_samples
 from .errors import UserError
 from .io import atomic_output, read_groups
 from .tracking import open_live
@@ -58,11 +59,6 @@ def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[s
             if num_negatives > len(negs):
                 counts["rows_padded"] += 1
     return columns, counts
-
-
-def val_samples(groups: list[dict]) -> list[dict]:
-    """RerankingEvaluator samples; a query without negatives cannot be ranked and is left out."""
-    return [{"query": g["query"], "positive": g["pos"], "negative": g["neg"]} for g in groups if g["neg"]]
 
 
 def _make_loss(model, cfg: dict, gather: bool = False):
@@ -158,7 +154,6 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     from .models import trust_remote_code
@@ -171,8 +166,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     world = distributed.world_size()
     train_dataset = Dataset.from_dict(columns)
     loss = _make_loss(model, cfg, gather=world > 1)
-    evaluator = RerankingEvaluator(samples, at_k=10, name=VAL_NAME, write_csv=False,
-                                   batch_size=cfg["encode_batch_size"])
+    evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"])
 
     batch_size = cfg["batch_size"]  # per process: a step takes world x batch_size rows
     if world > 1:

@@ -29,6 +29,7 @@ from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
+from .rerank import val_ndcg
 from .tracking import open_live
 
 log = logging.getLogger(__name__)
@@ -108,35 +109,6 @@ def sample_group(group: dict[str, Any], pool: list[str], group_size: int, n_rand
                 break
         negs.append(text)
     return [pos] + negs
-
-
-# ---------------------------------------------------------------- metric
-
-
-def ndcg_at_k(scores, labels, k: int = 10) -> float:
-    """Binary-gain nDCG@k of one ranked list. Ties rank non-relevant first: a model that scores
-    everything alike must not look perfect because positives come first in the val groups."""
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), bool(labels[i])))[:k]
-    dcg = sum(1.0 / math.log2(r + 2) for r, i in enumerate(order) if labels[i])
-    ideal = sum(1.0 / math.log2(r + 2) for r in range(min(k, int(sum(1 for x in labels if x)))))
-    return dcg / ideal if ideal > 0 else 0.0
-
-
-def val_ndcg(model, tokenizer, val_groups: list[dict[str, Any]], *, max_length: int, batch_size: int,
-             device: str, n_negatives: int) -> float:
-    """Mean nDCG@10 over val queries of ranking each query's positives + first `n_negatives` negatives."""
-    from .rerank import score_loaded
-
-    pairs, spans = [], []
-    for g in val_groups:
-        texts = g["pos"] + g["neg"][:n_negatives]
-        spans.append((len(pairs), len(g["pos"]), len(texts)))
-        pairs.extend((g["query"], t) for t in texts)
-    scores = score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length,
-                          device=device, desc="val")
-    values = [ndcg_at_k(scores[s:s + n], [1] * n_pos + [0] * (n - n_pos))
-              for s, n_pos, n in spans]
-    return float(sum(values) / len(values))
 
 
 # ---------------------------------------------------------------- FlagEmbedding glue (lazy imports)

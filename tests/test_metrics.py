@@ -5,7 +5,7 @@ import pytest
 import pytrec_eval
 
 from ragtune.errors import UserError
-from ragtune.metrics import evaluate_run, metric_names
+from ragtune.metrics import evaluate_run, metric_names, score_ranked_lists
 
 CFG = {"ndcg_cutoffs": [1, 3], "mrr_cutoffs": [1, 3, 10], "recall_cutoffs": [1, 3, 100],
        "precision_cutoffs": [1, 3], "hit_cutoffs": [1, 3], "map_cutoff": 3}
@@ -110,3 +110,30 @@ def test_means_average_per_query_rows():
 def test_no_judged_queries_is_a_user_error():
     with pytest.raises(UserError, match="no judged queries"):
         evaluate_run({"q": {"a": 1.0}}, {"q": {}}, CFG)
+
+
+def _ndcg(scores: list[float], labels: list[int]) -> float:
+    """nDCG@10 of one list given in any order: score_ranked_lists wants the relevant ones first."""
+    pos = [s for s, rel in zip(scores, labels) if rel]
+    neg = [s for s, rel in zip(scores, labels) if not rel]
+    return score_ranked_lists([(pos + neg, len(pos))])["ndcg"]
+
+
+def test_ranked_lists_ndcg():
+    assert _ndcg([3, 2, 1], [1, 0, 0]) == 1.0
+    assert _ndcg([1, 2, 3], [1, 0, 0]) == pytest.approx(0.5)
+    assert _ndcg([0.1] * 12 + [0.0], [0] * 12 + [1]) == 0.0
+    assert _ndcg([3, 2, 1], [0, 0, 0]) == 0.0
+    assert _ndcg([1, 1, 1], [1, 0, 0]) == pytest.approx(0.5)  # ties: no credit for input order
+
+
+def test_ranked_lists_match_evaluate_run():
+    """Val (lists) and test (runs) are scored by the same code: the same ranking gives the same numbers."""
+    lists = [([0.9, 0.2, 0.5, 0.5], 2), ([0.1, 0.3, 0.3, 0.8, 0.0], 1)]
+    run = {f"q{i}": {f"d{j}": s for j, s in enumerate(scores)} for i, (scores, _) in enumerate(lists)}
+    qrels = {f"q{i}": {f"d{j}": 1 for j in range(n)} for i, (_, n) in enumerate(lists)}
+    means, _ = evaluate_run(run, qrels, {"ndcg_cutoffs": [10], "mrr_cutoffs": [10], "recall_cutoffs": [10],
+                                         "precision_cutoffs": [10], "map_cutoff": [1000], "hit_cutoffs": [10]})
+    got = score_ranked_lists(lists)
+    assert got["ndcg"] == pytest.approx(means["nDCG@10"]) and got["mrr"] == pytest.approx(means["MRR@10"])
+    assert got["map"] == pytest.approx(means["MAP@1000"])

@@ -7,7 +7,8 @@ from ragtune.errors import UserError
 from ragtune.io import write_jsonl
 from ragtune.params import defaults
 from ragtune.io import read_groups
-from ragtune.train_embedder import build_rows, train_embedder, val_samples
+from ragtune.embeddings import val_samples
+from ragtune.train_embedder import build_rows, train_embedder
 
 TOPICS = ["python function", "module class", "method return", "list dict", "string file", "path error",
           "data model", "query document", "search index", "retrieval rank", "score train", "test split"]

@@ -9,7 +9,6 @@ from ragtune.io import write_jsonl
 from ragtune.models import is_trained_reranker
 from ragtune.params import defaults
 from ragtune.train_reranker import (
-    ndcg_at_k,
     read_groups,
     sample_group,
     text_pool,
@@ -174,11 +173,3 @@ def test_sample_group_mixes_hard_and_random_negatives():
     assert len(only_random) == 4 and "p0" not in only_random[1:]
     assert sample_group(groups[0], pool, 5, 2, random.Random(3)) == sample_group(groups[0], pool, 5, 2,
                                                                                   random.Random(3))
-
-
-def test_ndcg_at_k():
-    assert ndcg_at_k([3, 2, 1], [1, 0, 0]) == 1.0
-    assert ndcg_at_k([1, 2, 3], [1, 0, 0]) == pytest.approx(0.5)
-    assert ndcg_at_k([0.1] * 12 + [0.0], [0] * 12 + [1]) == 0.0
-    assert ndcg_at_k([3, 2, 1], [0, 0, 0]) == 0.0
-    assert ndcg_at_k([1, 1, 1], [1, 0, 0]) == pytest.approx(0.5)  # ties: no credit for input order
