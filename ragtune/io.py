@@ -20,7 +20,9 @@ from typing import Any
 
 from .errors import UserError, located
 
+# The shapes pytrec_eval takes, used everywhere: qrels {qid: {docid: grade}}, a run {qid: {docid: score}}.
 Qrels = dict[str, dict[str, int]]
+Run = dict[str, dict[str, float]]
 
 
 @contextlib.contextmanager

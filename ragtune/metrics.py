@@ -29,11 +29,10 @@ from __future__ import annotations
 import logging
 
 from .errors import UserError
+from .io import Qrels, Run
 
 log = logging.getLogger(__name__)
 
-Run = dict[str, dict[str, float]]
-Qrels = dict[str, dict[str, int]]
 
 # params["evaluate"] keys that hold cutoffs; defaults come from params.SCHEMA so they live in one place.
 _CUTOFF_KEYS = ("ndcg_cutoffs", "mrr_cutoffs", "recall_cutoffs", "precision_cutoffs", "hit_cutoffs")

@@ -33,12 +33,10 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .io import doc_text
-from .retrieval import BM25Index, DenseIndex, Run, query_text, ranked, rrf
+from .io import Qrels, Run, doc_text
+from .retrieval import BM25Index, DenseIndex, query_text, ranked, rrf
 
 log = logging.getLogger(__name__)
-
-Qrels = Mapping[str, Mapping[str, int]]
 
 
 class _FirstStage:

@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from .errors import UserError, located
+from .errors import UserError
 from .io import atomic_output
 from .significance import paired_ttest, randomization_test
 
@@ -271,31 +271,6 @@ def write_trec_run(path: str | Path, run: dict[str, dict[str, float]], tag: str)
                 f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
                 n += 1
     return n
-
-
-def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """Read a TREC run file (6 space-separated columns) -> {qid: {docid: score}}."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    run: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            cols = line.split()
-            if not cols:
-                continue
-            if len(cols) != 6:
-                raise located(path, lineno, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}")
-            qid, _, docid, _, score, _ = cols
-            try:
-                value = float(score)
-            except ValueError:
-                raise located(path, lineno, f"not a number: '{score}'", "score") from None
-            docs = run.setdefault(qid, {})
-            if docid in docs:
-                raise located(path, lineno, f"document '{docid}' appears twice for query '{qid}'")
-            docs[docid] = value
-    return run
 
 
 # ---------------------------------------------------------------- plot data

@@ -11,11 +11,9 @@ import logging
 import numpy as np
 
 from .errors import UserError
-from .io import doc_text
+from .io import Run, doc_text
 
 log = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
 
 
 @functools.lru_cache(maxsize=1)

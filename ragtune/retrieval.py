@@ -1,6 +1,6 @@
 """First-stage retrieval behind one shape: a run is {qid: {docid: score}} (what pytrec_eval takes).
 
-- BM25 (bm25s, English stopwords, no stemming): `BM25Index(corpus).search(queries, k)` or `bm25_search`.
+- BM25 (bm25s, English stopwords, no stemming): `BM25Index(corpus).search(queries, k)`.
 - Dense (sentence-transformers embeddings, FAISS inner product on L2-normalised vectors = cosine):
   `DenseIndex(embeddings, doc_ids).search(query_embeddings, qids, k)` or `dense_search`.
 - Fusion: `rrf(runs)`, reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009).
@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .io import doc_text
+from .io import Run, doc_text
 
 log = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
 
 
 def query_text(q: Any) -> str:
@@ -106,11 +104,6 @@ class BM25Index:
             run[qid] = {self.doc_ids[i]: float(scores[i]) for i in top_k(scores, k) if scores[i] > 0}
         log.info("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
         return run
-
-
-def bm25_search(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], k: int) -> Run:
-    """Build a BM25 index over `corpus` and return the top-k run for `queries`."""
-    return BM25Index(corpus).search(queries, k)
 
 
 class DenseIndex:

@@ -2,10 +2,11 @@
 import csv
 
 import pytest
+import pytrec_eval
 
 from ragtune.errors import UserError
 from ragtune.metrics import evaluate_run
-from ragtune.report import (console_table, markdown_report, ndcg_bar_rows, read_trec_run, recall_curve_rows,
+from ragtune.report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows,
                             safe_name, write_per_query_csv, write_trec_run)
 
 SHOWN = ["nDCG@10", "R@100"]
@@ -131,7 +132,8 @@ def test_trec_run_round_trip_and_tie_order(tmp_path):
     assert [line.split()[2] for line in lines[:5]] == ["b", "c", "a", "9", "10"]
     assert lines[0] == "q1 Q0 b 1 2.0 dense:base+rerank:finetuned"
     assert lines[5].startswith("q2 Q0 d1 1 0.5 ")
-    assert read_trec_run(path) == run
+    with open(path) as f:  # trec_eval's own reader parses what we write
+        assert pytrec_eval.parse_run(f) == run
     # The rank written is the rank scored: '10' is 5th in the file and 5th for trec_eval.
     means, _ = evaluate_run(run, {"q1": {"10": 1}}, {"mrr_cutoffs": [10]})
     assert means["MRR@10"] == pytest.approx(1 / 5)
@@ -141,16 +143,6 @@ def test_trec_errors(tmp_path):
     with pytest.raises(UserError, match="contains whitespace"):
         write_trec_run(tmp_path / "bad.trec", {"q": {"a b": 1.0}}, "t")
     assert not list(tmp_path.iterdir())  # nothing half-written
-    bad = tmp_path / "bad.trec"
-    bad.write_text("q Q0 a 1 0.5 t\nq Q0 b 2 high t\n")
-    with pytest.raises(UserError, match=r"bad.trec:2: field 'score': not a number"):
-        read_trec_run(bad)
-    bad.write_text("q Q0 a 1 0.5\n")
-    with pytest.raises(UserError, match=r"bad.trec:1: expected 6 columns"):
-        read_trec_run(bad)
-    bad.write_text("q Q0 a 1 0.5 t\n\nq Q0 a 2 0.4 t\n")
-    with pytest.raises(UserError, match=r"bad.trec:3: document 'a' appears twice"):
-        read_trec_run(bad)
 
 
 def test_plot_rows_and_safe_name():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ragtune.retrieval import BM25Index, DenseIndex, bm25_search, dense_search, rrf, top_k
+from ragtune.retrieval import BM25Index, DenseIndex, dense_search, rrf, top_k
 
 DOCS = {"pos": "apple banana cherry", "near": "apple banana cherry pie", "ab": "apple banana split",
         "ac": "apple cherry tart", "bc": "banana cherry smoothie", "a": "apple orchard trees",
@@ -11,7 +11,7 @@ CORPUS = {k: {"title": "", "text": v} for k, v in DOCS.items()}
 
 
 def test_bm25_ranks_by_overlap_and_breaks_ties_by_doc_id():
-    run = bm25_search(CORPUS, {"q": "apple banana cherry"}, k=20)
+    run = BM25Index(CORPUS).search({"q": "apple banana cherry"}, k=20)
     assert list(run["q"]) == ["pos", "near", "ab", "ac", "bc", "a", "b", "c"]  # z1, z2 score 0: left out
     assert run["q"]["ab"] == run["q"]["ac"] == run["q"]["bc"]
     assert all(isinstance(s, float) and s > 0 for s in run["q"].values())
@@ -19,8 +19,8 @@ def test_bm25_ranks_by_overlap_and_breaks_ties_by_doc_id():
 
 def test_bm25_does_not_depend_on_corpus_order_and_cuts_at_k():
     reversed_corpus = dict(reversed(list(CORPUS.items())))
-    a = bm25_search(CORPUS, {"q": "apple banana cherry"}, k=4)
-    b = bm25_search(reversed_corpus, {"q": "apple banana cherry"}, k=4)
+    a = BM25Index(CORPUS).search({"q": "apple banana cherry"}, k=4)
+    b = BM25Index(reversed_corpus).search({"q": "apple banana cherry"}, k=4)
     assert a == b and list(a["q"]) == ["pos", "near", "ab", "ac"]
 
 
@@ -32,12 +32,12 @@ def test_bm25_index_reused_for_several_query_sets_and_query_objects():
     assert list(two["q2"]) == ["z2"]
     assert two["q3"] == {}  # only stopwords: nothing matches
     scores = index.score_query("apple banana cherry")
-    assert scores[index.position("pos")] == pytest.approx(bm25_search(CORPUS, {"q": "apple banana cherry"}, 1)["q"]["pos"])
+    assert scores[index.position("pos")] == pytest.approx(BM25Index(CORPUS).search({"q": "apple banana cherry"}, 1)["q"]["pos"])
 
 
 def test_bm25_uses_title_too():
     corpus = {"d1": {"title": "Kangaroo", "text": "an animal"}, "d2": {"title": "", "text": "an animal"}}
-    assert list(bm25_search(corpus, {"q": "kangaroo"}, k=2)["q"]) == ["d1"]
+    assert list(BM25Index(corpus).search({"q": "kangaroo"}, k=2)["q"]) == ["d1"]
 
 
 def test_top_k_ties_at_the_cut_go_to_the_lower_index():
