@@ -56,20 +56,18 @@ def _relevant(path: Path, lineno: int, field: str, value) -> dict[str, int]:
 
 
 def _query_text(turns: list[dict], i: int, cfg: dict, path: Path, lineno: int) -> str:
-    mode = cfg.get("query_mode", "last_turn")
+    mode = cfg["query_mode"]
     if mode == "last_turn":
         return turns[i]["text"]
     if mode == "last_n_turns":
-        n = cfg.get("last_n", 3)
+        n = cfg["last_n"]
         return "\n".join(" ".join(t["text"].split()) for t in turns[max(0, i - n + 1):i + 1])
-    if mode == "rewrite":
-        field = cfg.get("rewrite_field", "rewrite")
-        value = turns[i].get(field)
-        if not isinstance(value, str) or not value.strip():
-            raise located(path, lineno, "missing or empty, and ingest.conversation.query_mode is 'rewrite'",
-                          f"turns[{i}].{field}")
-        return value
-    raise UserError(f"params.yaml: ingest.conversation.query_mode: unknown mode '{mode}'")
+    field = cfg["rewrite_field"]  # mode "rewrite"
+    value = turns[i].get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise located(path, lineno, "missing or empty, and ingest.conversation.query_mode is 'rewrite'",
+                      f"turns[{i}].{field}")
+    return value
 
 
 def read_conversations(folder: Path, cfg: dict, strict: bool = True
@@ -78,7 +76,7 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True
     document are an error (file, line, field) when `strict`, else dropped and counted."""
     corpus = io.CorpusFile(folder / "corpus.jsonl")  # ids in memory, texts streamed when written
     path = folder / "conversations.jsonl"
-    conv_cfg = cfg.get("conversation", {})
+    conv_cfg = cfg["conversation"]
     queries: dict[str, dict] = {}
     qrels: io.Qrels = {}
     seen: dict[str, int] = {}
@@ -138,5 +136,5 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True
         raise UserError(f"{path}: no judged user turns (a user turn needs a non-empty \"relevant\" list)")
     if stats["dropped_judgments"]:
         log.warning("ingest: dropped %d judgments pointing at unknown documents", stats["dropped_judgments"])
-    stats["query_mode"] = conv_cfg.get("query_mode", "last_turn")
+    stats["query_mode"] = conv_cfg["query_mode"]
     return corpus, queries, {"all": qrels}, stats

@@ -29,21 +29,19 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
 
 def ingest(cfg: dict, seed: int, out_dir: str | Path) -> dict[str, Any]:
     """Build the raw dataset for `cfg["source"]` (params["ingest"]) under `out_dir`; return stats."""
-    source = cfg.get("source", "pydoc")
+    source = cfg["source"]
     if source == "pydoc":
         from .pydoc_corpus import build
         corpus, queries, qrels = build(cfg, seed)
         qrels_by_split, stats = {"all": qrels}, {}
     elif source == "beir":
-        corpus, queries, qrels_by_split, stats = read_beir(_folder(cfg), strict=cfg.get("strict", True))
+        corpus, queries, qrels_by_split, stats = read_beir(_folder(cfg), strict=cfg["strict"])
     elif source == "documents":
         corpus, queries, qrels_by_split, stats = read_documents(_folder(cfg), cfg, seed)
-    elif source == "conversations":
+    else:  # conversations
         from .conversations import read_conversations
         corpus, queries, qrels_by_split, stats = read_conversations(_folder(cfg), cfg,
-                                                                    strict=cfg.get("strict", True))
-    else:
-        raise UserError(f"params.yaml: ingest.source: unknown source '{source}'")
+                                                                    strict=cfg["strict"])
     _check_consistent(corpus, queries, qrels_by_split)
     write_raw(Path(out_dir), corpus, queries, qrels_by_split)
     stats = {"source": source, "documents": len(corpus), "queries": len(queries),
@@ -55,8 +53,6 @@ def ingest(cfg: dict, seed: int, out_dir: str | Path) -> dict[str, Any]:
 
 
 def _folder(cfg: dict) -> Path:
-    if not cfg.get("path"):
-        raise UserError(f"params.yaml: ingest.path: required when ingest.source is '{cfg.get('source')}'")
     path = Path(cfg["path"]).expanduser()
     if not path.is_dir():
         raise UserError(f"params.yaml: ingest.path: no such folder: {path}")
@@ -200,7 +196,7 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
     prepare.group_by: source keeps one file's queries in one split."""
     from .querygen import generate
 
-    size, overlap, unit = cfg.get("chunk_size", 1000), cfg.get("chunk_overlap", 200), cfg.get("chunk_unit", "chars")
+    size, overlap, unit = cfg["chunk_size"], cfg["chunk_overlap"], cfg["chunk_unit"]
     corpus: dict[str, dict[str, str]] = {}
     source_of: dict[str, str] = {}
     for doc_id, title, text, rel, lineno in _documents(folder):
@@ -216,7 +212,7 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
     passages, generated = generate({i: d["text"] for i, d in corpus.items()}, cfg, seed, stats=gen_stats)
     rng = random.Random(seed)
     rng.shuffle(generated)
-    generated = sorted(generated[:cfg.get("max_queries", 600)], key=lambda g: (g["docid"], g["text"]))
+    generated = sorted(generated[:cfg["max_queries"]], key=lambda g: (g["docid"], g["text"]))
     if not generated:
         raise UserError(f"{folder}: no usable queries could be generated from the documents "
                         f"(too short, or no prose sentences)")
@@ -230,7 +226,7 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
         queries[qid] = {"text": g["text"], "metadata": {"method": g["method"], "source": source_of[g["docid"]]}}
         qrels[qid] = {g["docid"]: 1}
     stats = {"files": len(set(source_of.values())), "chunks": len(corpus),
-             "generator": cfg.get("generator", "heuristic")}
+             "generator": cfg["generator"]}
     if gen_stats:
         stats["generation"] = gen_stats
     return corpus, queries, {"all": qrels}, stats

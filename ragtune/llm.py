@@ -37,7 +37,7 @@ class BadResponse(Exception):
 
 def api_key(cfg: dict) -> str | None:
     """The key from the environment variable `cfg["api_key_env"]`; None when unset (local servers)."""
-    name = cfg.get("api_key_env") or ""
+    name = cfg["api_key_env"]
     key = os.environ.get(name) if name else None
     return key or None
 
@@ -65,22 +65,22 @@ def chat(prompt: str, cfg: dict, *, backoff: float = 1.0, key: str | None = None
     """One chat completion for `prompt`; `cfg` is params["ingest"]["llm"]. `backoff` is the first
     retry delay in seconds (doubled each retry, capped at a minute); tests pass a tiny one."""
     url = cfg["base_url"].rstrip("/") + "/chat/completions"
-    payload = json.dumps({"model": cfg["model"], "temperature": cfg.get("temperature", 0.0),
+    payload = json.dumps({"model": cfg["model"], "temperature": cfg["temperature"],
                           "messages": [{"role": "user", "content": prompt}]}).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    retries = cfg.get("max_retries", 4)
+    retries = cfg["max_retries"]
     for attempt in range(retries + 1):
         delay = min(backoff * 2 ** attempt, MAX_BACKOFF)
         request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=cfg.get("timeout", 60.0)) as response:
+            with urllib.request.urlopen(request, timeout=cfg["timeout"]) as response:
                 return _reply_text(response.read())
         except urllib.error.HTTPError as e:
             if e.code in (401, 403):
                 raise UserError(f"params.yaml: ingest.llm: {url} refused the request (HTTP {e.code}); "
-                                f"check the API key in ${cfg.get('api_key_env')}") from None
+                                f"check the API key in ${cfg['api_key_env']}") from None
             if e.code == 404:
                 raise UserError(f"params.yaml: ingest.llm: {url} answered 404; check ingest.llm.base_url "
                                 f"and ingest.llm.model ('{cfg['model']}')") from None

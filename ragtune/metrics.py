@@ -27,6 +27,8 @@ Metric names: nDCG@k, MRR@k, R@k, P@k, F1@k, MAP@k, Hit@k.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import UserError
 from .io import Qrels, Run
@@ -34,47 +36,43 @@ from .io import Qrels, Run
 log = logging.getLogger(__name__)
 
 
-# params["evaluate"] keys that hold cutoffs; defaults come from params.SCHEMA so they live in one place.
-_CUTOFF_KEYS = ("ndcg_cutoffs", "mrr_cutoffs", "recall_cutoffs", "precision_cutoffs", "hit_cutoffs")
+# The cutoff keys of params["evaluate"], and the metrics each one asks for. Callers pass the cutoffs in
+# (params["evaluate"], or a mapping of some of these keys): a family whose key is absent is not computed.
+_FAMILIES = {"ndcg_cutoffs": ("nDCG",), "mrr_cutoffs": ("MRR",), "recall_cutoffs": ("R",),
+             "precision_cutoffs": ("P", "F1"), "map_cutoff": ("MAP",), "hit_cutoffs": ("Hit",)}
 
 
-def _cutoffs(cfg: dict, key: str) -> list[int]:
-    from .params import SCHEMA
-
-    value = cfg.get(key, SCHEMA["evaluate"][key].default)
+def _cutoffs(cfg: Mapping[str, Any], key: str) -> list[int]:
+    if key not in cfg:
+        return []
+    value = cfg[key]
     values = [value] if isinstance(value, int) else list(value)
     return sorted({int(k) for k in values})
 
 
-def metric_names(cfg: dict) -> list[str]:
-    """Every metric `evaluate_run` returns for this config, in display order."""
-    names = [f"nDCG@{k}" for k in _cutoffs(cfg, "ndcg_cutoffs")]
-    names += [f"MRR@{k}" for k in _cutoffs(cfg, "mrr_cutoffs")]
-    names += [f"R@{k}" for k in _cutoffs(cfg, "recall_cutoffs")]
-    names += [f"P@{k}" for k in _cutoffs(cfg, "precision_cutoffs")]
-    names += [f"F1@{k}" for k in _cutoffs(cfg, "precision_cutoffs")]
-    names += [f"MAP@{k}" for k in _cutoffs(cfg, "map_cutoff")]
-    names += [f"Hit@{k}" for k in _cutoffs(cfg, "hit_cutoffs")]
-    return names
+def metric_names(cfg: Mapping[str, Any]) -> list[str]:
+    """Every metric `evaluate_run` returns for these cutoffs, in display order."""
+    return [f"{name}@{k}" for key, names in _FAMILIES.items() for name in names for k in _cutoffs(cfg, key)]
 
 
-def _measures(cfg: dict) -> set[str]:
+def _measures(cfg: Mapping[str, Any]) -> set[str]:
     # One string per trec_eval measure: pytrec_eval keeps only the last of two "recall.x" entries.
-    def cut(name: str, ks: list[int]) -> str:
-        return f"{name}." + ",".join(map(str, ks))
+    def cut(name: str, ks: list[int]) -> str | None:
+        return f"{name}." + ",".join(map(str, ks)) if ks else None
 
     f1 = _cutoffs(cfg, "precision_cutoffs")
-    return {
+    measures = {
         cut("ndcg_cut", _cutoffs(cfg, "ndcg_cutoffs")),
-        "recip_rank",
+        "recip_rank" if _cutoffs(cfg, "mrr_cutoffs") else None,
         cut("recall", sorted(set(_cutoffs(cfg, "recall_cutoffs")) | set(f1))),
         cut("P", f1),
         cut("map_cut", _cutoffs(cfg, "map_cutoff")),
         cut("success", _cutoffs(cfg, "hit_cutoffs")),
     }
+    return measures - {None}
 
 
-def _row(scores: dict[str, float], cfg: dict) -> dict[str, float]:
+def _row(scores: dict[str, float], cfg: Mapping[str, Any]) -> dict[str, float]:
     """pytrec_eval's per-query measures -> our names (missing query: all zeros)."""
     def get(key: str) -> float:
         return float(scores.get(key, 0.0))
@@ -99,11 +97,11 @@ def _row(scores: dict[str, float], cfg: dict) -> dict[str, float]:
     return row
 
 
-def evaluate_run(run: Run, qrels: Qrels, cfg: dict) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def evaluate_run(run: Run, qrels: Qrels, cfg: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Score `run` against `qrels` -> (mean of each metric, {qid: {metric: value}}).
 
     Every query with judgments in `qrels` gets a row (zeros when the run has nothing for it); run-only
-    queries are ignored. `cfg` is params["evaluate"]; missing cutoff keys take the schema defaults.
+    queries are ignored. `cfg` holds the cutoffs (params["evaluate"]); see _FAMILIES.
     """
     import pytrec_eval
 

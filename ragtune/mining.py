@@ -54,17 +54,12 @@ class _FirstStage:
         runs = []
         # Hybrid fuses deeper lists than it keeps, so fused ranks near the cut-off are not truncated.
         sub_depth = depth if kind != "hybrid" else max(2 * depth, 100)
-        if kind not in ("bm25", "dense", "hybrid"):
-            raise UserError(f"params.yaml: mine.first_stage: unknown value {kind!r}; allowed: bm25, dense, hybrid")
         if kind in ("bm25", "hybrid"):
             self._bm25 = BM25Index(corpus)
             self._queries = queries
             runs.append(self._bm25.search(queries, sub_depth))
         if kind in ("dense", "hybrid"):
             from .embeddings import encode_corpus, encode_queries
-
-            if not embedder:
-                raise UserError("params.yaml: mine.first_stage: dense/hybrid mining needs the embedder section")
             doc_ids = list(corpus)
             doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
                                     batch_size=embedder["encode_batch_size"],
@@ -167,8 +162,6 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     start = time.perf_counter()
     range_min, range_max = cfg["range_min"], cfg["range_max"]
     num_neg, n_random, margin = cfg["num_negatives"], cfg["random_negatives"], cfg["relative_margin"]
-    if range_min >= range_max:
-        raise UserError(f"params.yaml: mine.range_min: must be < mine.range_max ({range_max}), got {range_min}")
     skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
     train_pos = _positives(train_qrels, corpus, queries, "train", skipped)
     val_skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
@@ -192,7 +185,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
                         embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
-    rescore = _rescorer(cfg.get("rescore_with"), device)
+    rescore = _rescorer(cfg["rescore_with"], device)
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
 

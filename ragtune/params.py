@@ -1,250 +1,368 @@
 """params.yaml: one schema, one loader, one error format.
 
-Every stage validates the whole file at start, before any model loads, so a typo anywhere is caught
-by the first stage that runs. Errors are one line: `params.yaml: mine.range_min: must be <= 200, got 500`.
+The pydantic models below are the only place a param's default, type, choices or range is written.
+Every stage validates the whole file at start, before any model loads, so a typo anywhere is caught by
+the first stage that runs. Errors are one line: `params.yaml: mine.range_min: must be <= 200, got 500`.
+
+A validated section reads like the dict it replaces, `params["mine"]["range_min"]` (or
+`params.mine.range_min`); modules read keys directly and never supply a default of their own.
+With $RAGTUNE_PARAMS_TRACE=<file>, a stage records every key it reads (see `trace_reads`).
 """
 from __future__ import annotations
 
+import atexit
 import difflib
-from dataclasses import dataclass
+import os
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import UserError
 
-FIRST_STAGES = ("bm25", "dense:base", "dense:finetuned", "dense:merged", "hybrid")
-RERANKERS = ("none", "base", "finetuned", "merged")
+FirstStageName = Literal["bm25", "dense:base", "dense:finetuned", "dense:merged", "hybrid"]
+RerankerName = Literal["none", "base", "finetuned", "merged"]
+FIRST_STAGES = typing.get_args(FirstStageName)
+RERANKERS = typing.get_args(RerankerName)
+TRACE_ENV = "RAGTUNE_PARAMS_TRACE"
 
 
-@dataclass
-class Spec:
-    """One leaf param: its type(s), default, and allowed values or range."""
-    types: tuple
-    default: Any
-    choices: tuple | None = None
-    min: float | None = None
-    max: float | None = None
-    nullable: bool = False
-    item_choices: tuple | None = None  # for lists: allowed items
-    help: str = ""
+def _yaml_float(value: Any) -> Any:
+    # YAML 1.1 reads 5e-5 (no dot) as a string; users write it that way with `dvc exp run -S`.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
-    def check(self, key: str, value: Any) -> Any:
-        if value is None:
-            if self.nullable:
-                return None
-            raise _bad(key, f"must not be empty; allowed: {self.allowed()}")
-        if float in self.types and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, str) and float in self.types and str not in self.types:
-            try:  # YAML reads 5e-5 (no dot) as a string
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) and bool not in self.types or not isinstance(value, self.types):
-            raise _bad(key, f"expected {self.allowed()}, got {value!r}")
-        if self.choices is not None and not isinstance(value, (int, float)) and value not in self.choices:
-            raise _bad(key, f"unknown value {value!r}; allowed: {', '.join(map(str, self.choices))}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if self.min is not None and value < self.min:
-                raise _bad(key, f"must be >= {self.min}, got {value}")
-            if self.max is not None and value > self.max:
-                raise _bad(key, f"must be <= {self.max}, got {value}")
-        if isinstance(value, list) and self.item_choices is not None:
-            for item in value:
-                if item not in self.item_choices:
-                    raise _bad(key, f"unknown value {item!r}; allowed: {', '.join(self.item_choices)}")
+
+Num = Annotated[float, BeforeValidator(_yaml_float)]
+Share = Annotated[Num, Field(ge=0.0, le=1.0)]
+Cutoffs = list[Annotated[int, Field(ge=1)]]
+
+# Keys read since trace_reads() started (None: not tracing).
+_reads: set[str] | None = None
+
+
+class Section(BaseModel):
+    """A params.yaml mapping: unknown keys refused, types strict, item access like a dict."""
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    _path: str = PrivateAttr("")  # dotted prefix of this section's keys, e.g. "ingest.llm."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        return {} if data is None else data  # `prepare:` with nothing under it
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if _reads is not None and name in type(self).__pydantic_fields__ and not isinstance(value, Section):
+            _reads.add(self._path + name)
         return value
 
-    def allowed(self) -> str:
-        names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-                 list: "a list", dict: "a mapping"}
-        desc = " or ".join(names.get(t, t.__name__) for t in self.types)
-        if self.choices:
-            desc += f" ({', '.join(map(str, self.choices))})"
-        if self.min is not None or self.max is not None:
-            desc += f" in [{self.min if self.min is not None else '-inf'}, " \
-                    f"{self.max if self.max is not None else 'inf'}]"
-        return desc
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).__pydantic_fields__:
+            raise KeyError(f"{self._path}{key}")
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).__pydantic_fields__
+
+    def __iter__(self):  # like a dict: iterate over keys
+        return iter(type(self).__pydantic_fields__)
+
+    def __len__(self) -> int:
+        return len(type(self).__pydantic_fields__)
+
+    def keys(self) -> list[str]:
+        return list(type(self).__pydantic_fields__)
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def update(self, other: dict | None = None, /, **kw: Any) -> None:
+        """Set several keys at once, validated together (cross-key checks see the new values)."""
+        data = {**self.model_dump(), **(other or {}), **kw}
+        try:
+            new = type(self).model_validate(data)
+        except ValidationError as e:
+            raise _one_line(e, type(self), self._path) from None
+        for key in self.keys():
+            object.__setattr__(self, key, new.__dict__[key])
+        _name_sections(self, self._path)
+
+
+class Llm(Section):
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = "Write {n} short search queries, one per line, that this passage answers.\n\nPassage:\n{passage}"
+    temperature: Num = Field(0.0, ge=0.0, le=2.0)
+    max_retries: int = Field(4, ge=0, le=20)
+    timeout: Num = Field(60.0, ge=1.0)
+
+    @model_validator(mode="after")
+    def _prompt_has_passage(self) -> Llm:
+        if "{passage}" not in self.prompt:
+            raise _bad("ingest.llm.prompt", "must contain {passage} (and may use {n})")
+        return self
+
+
+class Conversation(Section):
+    query_mode: Literal["last_turn", "last_n_turns", "rewrite"] = "last_turn"
+    last_n: int = Field(3, ge=1)
+    rewrite_field: str = "rewrite"
+
+
+class Ingest(Section):
+    source: Literal["pydoc", "beir", "documents", "conversations"] = "pydoc"
+    path: str = Field("data/input", min_length=1)
+    strict: bool = True
+    max_passages: int = Field(1200, ge=10)
+    max_queries: int = Field(400, ge=10)
+    chunk_unit: Literal["chars", "tokens"] = "chars"
+    chunk_size: int = Field(1000, ge=20)
+    chunk_overlap: int = Field(200, ge=0)
+    queries_per_chunk: int = Field(1, ge=1, le=20)
+    generator: Literal["heuristic", "llm"] = "heuristic"
+    llm: Llm = Field(default_factory=Llm)
+    conversation: Conversation = Field(default_factory=Conversation)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Ingest:
+        if self.chunk_overlap >= self.chunk_size:
+            raise _bad("ingest.chunk_overlap", f"must be < ingest.chunk_size ({self.chunk_size}), "
+                                               f"got {self.chunk_overlap}")
+        return self
+
+
+class Prepare(Section):
+    val_fraction: Num = Field(0.1, ge=0.0, le=0.5)
+    test_fraction: Num = Field(0.2, ge=0.0, le=0.9)
+    group_by: Optional[str] = None
+    test_split: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _fractions_leave_train(self) -> Prepare:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise _bad("prepare.test_fraction", "val_fraction + test_fraction must be < 1")
+        return self
+
+
+class Mine(Section):
+    first_stage: Literal["bm25", "dense", "hybrid"] = "bm25"
+    range_min: int = Field(3, ge=0)
+    range_max: int = Field(50, ge=1)
+    num_negatives: int = Field(7, ge=1, le=200)
+    relative_margin: Num = Field(0.05, ge=0.0, le=1.0)
+    random_negatives: int = Field(0, ge=0, le=200)
+    rrf_k: int = Field(60, ge=1)
+    val_depth: int = Field(20, ge=1)
+    rescore_with: Optional[str] = None
+    rescore_threshold: Num = Field(0.5, ge=0.0, le=1.0)
+    index: Literal["flat", "hnsw", "ivf"] = "flat"
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> Mine:
+        if self.range_min >= self.range_max:
+            raise _bad("mine.range_min", f"must be < mine.range_max ({self.range_max}), got {self.range_min}")
+        return self
+
+
+class Embedder(Section):
+    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    batch_size: int = Field(32, ge=2)
+    lr: Num = Field(5e-5, ge=0.0, le=1.0)
+    warmup: Num = Field(0.1, ge=0.0, le=1.0)
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    mini_batch_size: int = Field(16, ge=1)
+    matryoshka_dims: Optional[list[Annotated[int, Field(ge=1)]]] = []
+    num_negatives: int = Field(1, ge=0, le=50)
+    encode_batch_size: int = Field(64, ge=1)
+    eval_steps: int = Field(0, ge=0)
+    nproc: int = Field(1, ge=1)
+
+
+class Reranker(Section):
+    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = Field(128, ge=16, le=8192)
+    group_size: int = Field(4, ge=2, le=64)
+    batch_size: int = Field(4, ge=1)
+    lr: Num = Field(1e-4, ge=0.0, le=1.0)
+    warmup: Num = Field(0.1, ge=0.0, le=1.0)
+    random_negatives: int = Field(2, ge=0)
+    eval_steps: int = Field(0, ge=0)
+    val_negatives: int = Field(9, ge=1)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_target_modules: list[str] = ["query", "key", "value", "dense"]
+    nproc: int = Field(1, ge=1)
+
+
+class Merge(Section):
+    weight: Union[Share, Literal["auto"]] = 0.5
+    grid: list[Share] = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+class Evaluate(Section):
+    first_stages: list[FirstStageName] = list(FIRST_STAGES)
+    rerankers: list[RerankerName] = list(RERANKERS)
+    rerank_depth: int = Field(10, ge=1)
+    rerank_alpha: Union[Share, Literal["auto"]] = "auto"
+    alpha_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    retrieve_depth: int = Field(100, ge=1)
+    rrf_k: int = Field(60, ge=1)
+    batch_size: int = Field(64, ge=1)
+    ndcg_cutoffs: Cutoffs = [1, 3, 5, 10, 100]
+    mrr_cutoffs: Cutoffs = [1, 10, 100]
+    recall_cutoffs: Cutoffs = [1, 3, 5, 10, 100]
+    precision_cutoffs: Cutoffs = [1, 5, 10]
+    hit_cutoffs: Cutoffs = [1, 5, 10]
+    map_cutoff: int = Field(100, ge=1)
+    group_field: Optional[str] = None
+    significance: Literal["randomization", "ttest"] = "randomization"
+
+
+class Security(Section):
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+class Params(Section):
+    """The whole of params.yaml."""
+    seed: int = Field(42, ge=0)
+    epochs: int = Field(1, ge=1, le=1000)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    ingest: Ingest = Field(default_factory=Ingest)
+    prepare: Prepare = Field(default_factory=Prepare)
+    mine: Mine = Field(default_factory=Mine)
+    embedder: Embedder = Field(default_factory=Embedder)
+    reranker: Reranker = Field(default_factory=Reranker)
+    merge: Merge = Field(default_factory=Merge)
+    evaluate: Evaluate = Field(default_factory=Evaluate)
+    security: Security = Field(default_factory=Security)
+
+
+# ---------------------------------------------------------------- one-line errors
 
 
 def _bad(key: str, message: str) -> UserError:
     return UserError(f"params.yaml: {key}: {message}")
 
 
-INT, NUM, STR, BOOL, LIST = (int,), (float, int), (str,), (bool,), (list,)
-
-SCHEMA: dict[str, Any] = {
-    "seed": Spec(INT, 42, min=0),
-    "epochs": Spec(INT, 1, min=1, max=1000),
-    "device": Spec(STR, "auto", choices=("auto", "cpu", "cuda", "mps")),
-    "ingest": {
-        "source": Spec(STR, "pydoc", choices=("pydoc", "beir", "documents", "conversations")),
-        "path": Spec(STR, "data/input", help="folder with your data (beir/documents/conversations); "
-                                             "a dvc.yaml dependency, so edits to it rerun ingest"),
-        "strict": Spec(BOOL, True),
-        "max_passages": Spec(INT, 2000, min=10),
-        "max_queries": Spec(INT, 600, min=10),
-        "chunk_unit": Spec(STR, "chars", choices=("chars", "tokens")),
-        "chunk_size": Spec(INT, 1000, min=20),
-        "chunk_overlap": Spec(INT, 200, min=0),
-        "queries_per_chunk": Spec(INT, 1, min=1, max=20),
-        "generator": Spec(STR, "heuristic", choices=("heuristic", "llm")),
-        "llm": {
-            "base_url": Spec(STR, "http://127.0.0.1:8000/v1"),
-            "model": Spec(STR, "gpt-4o-mini"),
-            "api_key_env": Spec(STR, "OPENAI_API_KEY"),
-            "prompt": Spec(STR, "Write {n} short search queries, one per line, that this passage "
-                                "answers.\n\nPassage:\n{passage}"),
-            "temperature": Spec(NUM, 0.0, min=0.0, max=2.0),
-            "max_retries": Spec(INT, 4, min=0, max=20),
-            "timeout": Spec(NUM, 60.0, min=1.0),
-        },
-        "conversation": {
-            "query_mode": Spec(STR, "last_turn", choices=("last_turn", "last_n_turns", "rewrite")),
-            "last_n": Spec(INT, 3, min=1),
-            "rewrite_field": Spec(STR, "rewrite"),
-        },
-    },
-    "prepare": {
-        "val_fraction": Spec(NUM, 0.1, min=0.0, max=0.5),
-        "test_fraction": Spec(NUM, 0.2, min=0.0, max=0.9),
-        "group_by": Spec(STR, None, nullable=True, help="metadata key: no group in two splits; null: "
-                                                        "conversation_id when every query has one"),
-        "test_split": Spec(STR, None, nullable=True, help="source split to evaluate on (e.g. dev); null: "
-                                                          "the source's test split, else carved"),
-    },
-    "mine": {
-        "first_stage": Spec(STR, "bm25", choices=("bm25", "dense", "hybrid")),
-        "range_min": Spec(INT, 3, min=0),
-        "range_max": Spec(INT, 50, min=1),
-        "num_negatives": Spec(INT, 7, min=1, max=200),
-        "relative_margin": Spec(NUM, 0.05, min=0.0, max=1.0),
-        "random_negatives": Spec(INT, 0, min=0, max=200),
-        "rrf_k": Spec(INT, 60, min=1),
-        "val_depth": Spec(INT, 20, min=1, help="first-stage candidates per val query (checkpoint selection)"),
-        "rescore_with": Spec(STR, None, nullable=True, help="cross-encoder to drop likely false negatives"),
-        "rescore_threshold": Spec(NUM, 0.5, min=0.0, max=1.0),
-        "index": Spec(STR, "flat", choices=("flat", "hnsw", "ivf")),
-    },
-    "embedder": {
-        "base": Spec(STR, "sentence-transformers/all-MiniLM-L6-v2"),
-        "max_seq_length": Spec(INT, 128, min=8, max=8192),
-        "batch_size": Spec(INT, 32, min=2),
-        "lr": Spec(NUM, 5e-5, min=0.0, max=1.0),
-        "warmup": Spec(NUM, 0.1, min=0.0, max=1.0),
-        "loss": Spec(STR, "mnrl", choices=("mnrl", "cached_mnrl")),
-        "mini_batch_size": Spec(INT, 16, min=1),
-        "matryoshka_dims": Spec(LIST, [], nullable=True),
-        "num_negatives": Spec(INT, 1, min=0, max=50),
-        "encode_batch_size": Spec(INT, 64, min=1),
-        "eval_steps": Spec(INT, 0, min=0, help="score val (and checkpoint) every N steps; 0 = once per epoch"),
-        "nproc": Spec(INT, 1, min=1, help="training processes (torch DDP: GPUs, or CPU processes); "
-                                          "batch_size is per process"),
-    },
-    "reranker": {
-        "base": Spec(STR, "sentence-transformers/all-MiniLM-L6-v2"),
-        "max_length": Spec(INT, 256, min=16, max=8192),
-        "group_size": Spec(INT, 8, min=2, max=64),
-        "batch_size": Spec(INT, 4, min=1),
-        "lr": Spec(NUM, 6e-5, min=0.0, max=1.0),
-        "warmup": Spec(NUM, 0.1, min=0.0, max=1.0),
-        "random_negatives": Spec(INT, 2, min=0),
-        "eval_steps": Spec(INT, 0, min=0, help="also pick the best checkpoint every N steps; 0 = per epoch"),
-        "val_negatives": Spec(INT, 9, min=1, help="val: rank positives + the first N mined negatives"),
-        "lora": Spec(BOOL, False),
-        "lora_r": Spec(INT, 16, min=1),
-        "lora_alpha": Spec(INT, 32, min=1),
-        "lora_target_modules": Spec(LIST, ["query", "key", "value", "dense"]),
-        "nproc": Spec(INT, 1, min=1, help="training processes (torch DDP: GPUs, or CPU processes); "
-                                          "batch_size is per process"),
-    },
-    "merge": {
-        "weight": Spec((float, int, str), 0.5, choices=("auto",), min=0.0, max=1.0),
-        "grid": Spec(LIST, [0.0, 0.25, 0.5, 0.75, 1.0]),
-    },
-    "evaluate": {
-        "first_stages": Spec(LIST, list(FIRST_STAGES), item_choices=FIRST_STAGES),
-        "rerankers": Spec(LIST, list(RERANKERS), item_choices=RERANKERS),
-        "rerank_depth": Spec(INT, 20, min=1),
-        "rerank_alpha": Spec((float, int, str), "auto", choices=("auto",), min=0.0, max=1.0,
-                             help="reranker share when interpolating with the first stage (1 = pure "
-                                  "reranker); auto = best on val from alpha_grid"),
-        "alpha_grid": Spec(LIST, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-        "retrieve_depth": Spec(INT, 100, min=1),
-        "rrf_k": Spec(INT, 60, min=1),
-        "batch_size": Spec(INT, 64, min=1),
-        "ndcg_cutoffs": Spec(LIST, [1, 3, 5, 10, 100]),
-        "mrr_cutoffs": Spec(LIST, [1, 10, 100]),
-        "recall_cutoffs": Spec(LIST, [1, 3, 5, 10, 100]),
-        "precision_cutoffs": Spec(LIST, [1, 5, 10]),
-        "hit_cutoffs": Spec(LIST, [1, 5, 10]),
-        "map_cutoff": Spec(INT, 100, min=1),
-        "group_field": Spec(STR, None, nullable=True),
-        "significance": Spec(STR, "randomization", choices=("randomization", "ttest")),
-    },
-    "security": {
-        "trust_remote_code": Spec(BOOL, False),
-        "allow_pickle": Spec(BOOL, False),
-    },
-}
+def _suggest(key: str, names: list[str]) -> str | None:
+    """The key the user probably meant: a close spelling, or the abbreviation (learning_rate -> lr)."""
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return close[0]
+    initials = "".join(word[:1] for word in key.lower().split("_"))
+    return next((n for n in names if n == initials or "".join(w[:1] for w in n.split("_")) == key.lower()), None)
 
 
-def _validate(schema: dict, data: Any, prefix: str) -> dict:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise _bad(prefix.rstrip(".") or "(top level)", "expected a mapping of keys")
-    out: dict[str, Any] = {}
-    for key in data:
-        if key not in schema:
-            close = difflib.get_close_matches(str(key), list(schema), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise _bad(f"{prefix}{key}", f"unknown key{hint}; allowed: {', '.join(schema)}")
-    for key, spec in schema.items():
-        if isinstance(spec, dict):
-            out[key] = _validate(spec, data.get(key), f"{prefix}{key}.")
-        elif key in data:
-            out[key] = spec.check(f"{prefix}{key}", data[key])
-        else:
-            out[key] = spec.default if not isinstance(spec.default, list) else list(spec.default)
-    return out
+def _section_class(annotation: Any) -> type[Section] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
 
 
-def _cross_checks(p: dict) -> None:
-    m = p["mine"]
-    if m["range_min"] >= m["range_max"]:
-        raise _bad("mine.range_min", f"must be < mine.range_max ({m['range_max']}), got {m['range_min']}")
-    i = p["ingest"]
-    if i["chunk_overlap"] >= i["chunk_size"]:
-        raise _bad("ingest.chunk_overlap", f"must be < ingest.chunk_size ({i['chunk_size']}), "
-                                           f"got {i['chunk_overlap']}")
-    pr = p["prepare"]
-    if pr["val_fraction"] + pr["test_fraction"] >= 1.0:
-        raise _bad("prepare.test_fraction", "val_fraction + test_fraction must be < 1")
-    for name in ("ndcg_cutoffs", "mrr_cutoffs", "recall_cutoffs", "precision_cutoffs", "hit_cutoffs"):
-        for c in p["evaluate"][name]:
-            if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-                raise _bad(f"evaluate.{name}", f"cutoffs must be positive integers, got {c!r}")
-    for w in p["evaluate"]["alpha_grid"]:
-        if not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
-            raise _bad("evaluate.alpha_grid", f"values must be numbers in [0, 1], got {w!r}")
-    for w in p["merge"]["grid"]:
-        if not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
-            raise _bad("merge.grid", f"weights must be numbers in [0, 1], got {w!r}")
-    for d in p["embedder"]["matryoshka_dims"] or []:
-        if not isinstance(d, int) or d < 1:
-            raise _bad("embedder.matryoshka_dims", f"dims must be positive integers, got {d!r}")
+def _choices(annotation: Any) -> list[str]:
+    """Every Literal value inside an annotation (list[Literal[...]], Union[..., Literal[...]])."""
+    if typing.get_origin(annotation) is Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
 
 
-def validate(data: Any) -> dict:
-    params = _validate(SCHEMA, data, "")
-    _cross_checks(params)
+def _locate(root: type[Section], loc: tuple, extra: bool) -> tuple[str, type[Section], str]:
+    """(dotted key, the model holding it, its field name) for a pydantic error location."""
+    model, parts, field = root, [], ""
+    for i, part in enumerate(loc):
+        sub = _section_class(model.__pydantic_fields__[field].annotation) if field else model
+        if extra and i == len(loc) - 1:  # the unknown key itself
+            model, field = sub or model, str(part)
+            parts.append(field)
+        elif sub is not None and isinstance(part, str) and part in sub.__pydantic_fields__:
+            model, field = sub, part
+            parts.append(part)
+        # else: a list index or a union member's tag, not part of the key
+    return ".".join(parts), model, field
+
+
+_NOUNS = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true/false",
+          "list": "a list", "model": "a mapping of keys", "dict": "a mapping of keys"}
+
+
+def _message(error: dict, model: type[Section], field: str, key: str) -> str:
+    kind, value, ctx = error["type"], error["input"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        names = list(model.__pydantic_fields__)
+        close = _suggest(field, names)
+        hint = f" (did you mean '{key[:len(key) - len(field)]}{close}'?)" if close else ""
+        return f"unknown key{hint}; allowed: {', '.join(names)}"
+    if kind == "literal_error":
+        return f"unknown value {value!r}; allowed: {', '.join(_choices(model.__pydantic_fields__[field].annotation))}"
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, name = bounds[kind]
+        return f"must be {op} {ctx[name]}, got {value}"
+    noun = _NOUNS.get(kind.split("_")[0])
+    if kind in ("model_type", "dict_type"):
+        return "expected a mapping of keys"
+    if noun and value is None:
+        return f"must not be empty; expected {noun}"
+    if noun:
+        return f"expected {noun}, got {value!r}"
+    return error["msg"]
+
+
+def _pick(errors: list[dict]) -> dict:
+    # A union (0.5 or 'auto') fails once per member: report the member that matches the input's type.
+    if isinstance(errors[0]["input"], str):
+        return next((e for e in errors if e["type"] == "literal_error"), errors[0])
+    return next((e for e in errors if e["type"] != "literal_error"), errors[0])
+
+
+def _one_line(err: ValidationError, root: type[Section], prefix: str = "") -> UserError:
+    # Unknown keys first: a typo'd key explains the rest.
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    located = [(_locate(root, tuple(e["loc"]), e["type"] == "extra_forbidden"), e) for e in errors]
+    (key, model, field), _ = located[0]
+    chosen = _pick([e for (k, _, _), e in located if k == key])
+    key = prefix + key if key else prefix.rstrip(".") or "(top level)"
+    return _bad(key, _message(chosen, model, field, key))
+
+
+def _name_sections(section: Section, path: str) -> None:
+    section._path = path
+    for key in section.keys():
+        child = section.__dict__[key]
+        if isinstance(child, Section):
+            _name_sections(child, f"{path}{key}.")
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def validate(data: Any) -> Params:
+    """Validate a parsed params.yaml; missing keys take their defaults."""
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as e:
+        raise _one_line(e, Params) from None
+    _name_sections(params, "")
     return params
 
 
-def load(path: str | Path = "params.yaml") -> dict:
+def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml; missing keys take their defaults."""
     path = Path(path)
     try:
@@ -258,5 +376,33 @@ def load(path: str | Path = "params.yaml") -> dict:
     return validate(raw)
 
 
-def defaults() -> dict:
+def defaults() -> Params:
     return validate({})
+
+
+def leaf_keys(model: type[Section] = Params, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: default} for every key a user can set."""
+    out: dict[str, Any] = {}
+    for name, info in model.__pydantic_fields__.items():
+        sub = _section_class(info.annotation)
+        if sub is not None:
+            out.update(leaf_keys(sub, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = info.get_default(call_default_factory=True)
+    return out
+
+
+def trace_reads(stage: str) -> None:
+    """With $RAGTUNE_PARAMS_TRACE=<file>: from now on, record every param key this process reads, and
+    append `<stage> <key>` lines to that file when it exits. The e2e test compares them with dvc.yaml."""
+    global _reads
+    target = os.environ.get(TRACE_ENV)
+    if not target:
+        return
+    _reads = set()
+
+    def write(reads: set[str] = _reads) -> None:
+        with open(target, "a", encoding="utf-8") as f:
+            f.writelines(f"{stage} {key}\n" for key in sorted(reads))
+
+    atexit.register(write)

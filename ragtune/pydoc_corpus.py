@@ -251,7 +251,7 @@ def _join(pieces: list[dict], without: str | None = None) -> str:
 def build(cfg: dict, seed: int) -> tuple[dict, dict, dict]:
     """(corpus {id: {"title","text"}}, queries {id: {"text","metadata"}}, qrels {qid: {docid: 1}}),
     sized by cfg["max_passages"] and cfg["max_queries"] (params["ingest"])."""
-    max_passages, max_queries = cfg.get("max_passages", 2000), cfg.get("max_queries", 600)
+    max_passages, max_queries = cfg["max_passages"], cfg["max_queries"]
     rng = random.Random(seed)
     passages, candidates = _pool_in_clean_process(CHUNK_SIZE)
     candidates = list(candidates)

@@ -217,14 +217,12 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
     from . import io
     from .llm import BadResponse, Transient, api_key, chat
 
-    lcfg, n = cfg["llm"], cfg.get("queries_per_chunk", 1)
-    if "{passage}" not in lcfg["prompt"]:
-        raise UserError("params.yaml: ingest.llm.prompt: must contain {passage} (and may use {n})")
-    budget = cfg.get("max_queries", 600)
+    lcfg, n = cfg["llm"], cfg["queries_per_chunk"]
+    budget = cfg["max_queries"]
     cache = Path(cache_dir) if cache_dir is not None else QUERYGEN_CACHE
     key = api_key(lcfg)
     if key is None:
-        log.info("llm: $%s is not set; sending no Authorization header", lcfg.get("api_key_env"))
+        log.info("llm: $%s is not set; sending no Authorization header", lcfg["api_key_env"])
     order = sorted(passages)
     random.Random(seed).shuffle(order)
     counts = {"passages_asked": 0, "bad_response": 0, "failed": 0, "no_query": 0}
@@ -290,9 +288,7 @@ def generate(passages: dict[str, str], cfg: dict, seed: int, *, stats: dict | No
              cache_dir: str | Path | None = None, backoff: float = 1.0) -> tuple[dict[str, str], list[dict]]:
     """The one entry point: dispatch on `cfg["generator"]` (params["ingest"]). Both generators return
     (passages as they will be stored, [{"text", "docid", "method"}]); `stats` collects counts."""
-    generator = cfg.get("generator", "heuristic")
+    generator = cfg["generator"]
     if generator == "heuristic":
-        return heuristic(passages, cfg.get("queries_per_chunk", 1), seed)
-    if generator == "llm":
-        return llm(passages, cfg, seed, cache_dir=cache_dir, backoff=backoff, stats=stats)
-    raise UserError(f"params.yaml: ingest.generator: unknown generator '{generator}'; use heuristic or llm")
+        return heuristic(passages, cfg["queries_per_chunk"], seed)
+    return llm(passages, cfg, seed, cache_dir=cache_dir, backoff=backoff, stats=stats)

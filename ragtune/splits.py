@@ -112,15 +112,15 @@ def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, 
     metrics/splits.json).
     """
     rng = random.Random(seed)
-    group_by = default_group_by(queries, cfg.get("group_by"))
-    val_fraction, test_fraction = cfg.get("val_fraction", 0.1), cfg.get("test_fraction", 0.2)
+    group_by = default_group_by(queries, cfg["group_by"])
+    val_fraction, test_fraction = cfg["val_fraction"], cfg["test_fraction"]
     stats: dict[str, Any] = {"source_splits": sorted(qrels_by_split), "group_by": group_by,
                              "dropped": {"no_positive": 0, "unknown_query": 0, "duplicate_of_eval_text": 0,
                                          "test_positive_as_query": 0}}
-    qrels_by_split, left_out = _choose_test(qrels_by_split, cfg.get("test_split"))
+    qrels_by_split, left_out = _choose_test(qrels_by_split, cfg["test_split"])
     if left_out:
         stats["left_out_splits"] = left_out
-        log.info("splits: prepare.test_split is '%s'; left out: %s", cfg.get("test_split"), ", ".join(left_out))
+        log.info("splits: prepare.test_split is '%s'; left out: %s", cfg["test_split"], ", ".join(left_out))
 
     given: dict[str, Qrels] = {}
     for name in sorted(qrels_by_split):

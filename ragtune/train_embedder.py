@@ -75,7 +75,7 @@ def _make_loss(model, cfg: dict, gather: bool = False):
                                                   gather_across_devices=gather)
     else:
         loss = MultipleNegativesRankingLoss(model, gather_across_devices=gather)
-    dims = list(cfg.get("matryoshka_dims") or [])
+    dims = list(cfg["matryoshka_dims"] or [])
     if dims:
         full = model.get_embedding_dimension()
         if any(d > full for d in dims):
@@ -179,7 +179,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     else:
         steps_per_epoch = math.ceil(counts["rows"] / batch_size)
     total_steps = steps_per_epoch * epochs
-    eval_steps = cfg.get("eval_steps") or steps_per_epoch  # 0 = once per epoch
+    eval_steps = cfg["eval_steps"] or steps_per_epoch  # 0 = once per epoch
     # An integer: transformers reads a float warmup_steps < 1 as a ratio but 1.0 as one step.
     warmup_steps = math.ceil(total_steps * cfg["warmup"])
 
@@ -242,7 +242,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
              "loss %s%s; checkpoints in %s%s", counts["rows"], batch_size,
              f" per process x {world} processes = {batch_size * world} rows per step" if world > 1 else "",
              steps_per_epoch, epochs, total_steps, warmup_steps, cfg["lr"], cfg["loss"],
-             f" + matryoshka {cfg['matryoshka_dims']}" if cfg.get("matryoshka_dims") else "",
+             f" + matryoshka {cfg['matryoshka_dims']}" if cfg["matryoshka_dims"] else "",
              checkpoint_dir, f"; resuming from {resume_from.name}" if resume_from else "")
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not distributed.is_main():

@@ -6,6 +6,7 @@ import pytrec_eval
 
 from ragtune.errors import UserError
 from ragtune.metrics import evaluate_run, metric_names, score_ranked_lists
+from ragtune.params import defaults
 
 CFG = {"ndcg_cutoffs": [1, 3], "mrr_cutoffs": [1, 3, 10], "recall_cutoffs": [1, 3, 100],
        "precision_cutoffs": [1, 3], "hit_cutoffs": [1, 3], "map_cutoff": 3}
@@ -21,11 +22,13 @@ def one(run_docs, judged, cfg=CFG):
 def test_metric_names_order_and_defaults():
     assert metric_names(CFG) == ["nDCG@1", "nDCG@3", "MRR@1", "MRR@3", "MRR@10", "R@1", "R@3", "R@100",
                                  "P@1", "P@3", "F1@1", "F1@3", "MAP@3", "Hit@1", "Hit@3"]
-    names = metric_names({})  # schema defaults
+    names = metric_names(defaults()["evaluate"])  # what the evaluate stage computes by default
     assert names[:5] == ["nDCG@1", "nDCG@3", "nDCG@5", "nDCG@10", "nDCG@100"]
     assert "MAP@100" in names and "MRR@10" in names and "R@100" in names
-    means, _ = evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, {})
+    means, _ = evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, defaults()["evaluate"])
     assert list(means) == names
+    # Only the families asked for: a caller that wants nDCG@10 alone gets nDCG@10 alone.
+    assert list(evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, {"ndcg_cutoffs": [10]})[0]) == ["nDCG@10"]
 
 
 def test_graded_ndcg_and_binary_rest():

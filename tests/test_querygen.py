@@ -5,7 +5,7 @@ import pytest
 from llm_stub import StubServer
 
 from ragtune.errors import UserError
-from ragtune.params import defaults
+from ragtune.params import defaults, validate
 from ragtune.querygen import (drop_copied, generate, heuristic, informative_sentences, inverse_cloze,
                               is_good_query, normalize, parse_queries, remove_sentence)
 
@@ -66,9 +66,9 @@ def test_heuristic_and_generate():
     assert new["p2"] == "Nothing useful"
     for q in queries:
         assert normalize(q["text"]) not in normalize(new[q["docid"]])
-    assert generate(passages, {"generator": "heuristic", "queries_per_chunk": 1}, 3) == (new, queries)
-    with pytest.raises(UserError, match="ingest.generator"):
-        generate(passages, {"generator": "t5"}, 3)
+    assert generate(passages, defaults()["ingest"], 3) == (new, queries)
+    with pytest.raises(UserError, match="^params.yaml: ingest.generator: unknown value 't5'; allowed: heuristic, llm"):
+        validate({"ingest": {"generator": "t5"}})  # refused with the other params, before ingest starts
 
 
 def test_parse_queries_strips_markers_and_preambles():
@@ -115,9 +115,10 @@ def test_llm_generates_caches_and_reruns_for_free(tmp_path):
 def test_llm_stops_asking_once_max_queries_are_in_hand(tmp_path):
     with StubServer() as srv:
         stats = {}
-        _, queries = generate(PASSAGES, _llm_cfg(srv.base_url, max_queries=3), 0, stats=stats,
+        many = {f"p{i}": f"Topic{i} alpha beta gamma is described in this passage number {i}." for i in range(20)}
+        _, queries = generate(many, _llm_cfg(srv.base_url, max_queries=10), 0, stats=stats,
                               cache_dir=tmp_path, backoff=0.001)
-        assert len(srv.requests) == 2 and stats["passages_asked"] == 2 and len(queries) == 4
+        assert len(srv.requests) == 5 and stats["passages_asked"] == 5 and len(queries) == 10
 
 
 def test_llm_retries_skips_and_counts_bad_answers(tmp_path):
@@ -148,8 +149,7 @@ def test_llm_endpoint_down_stops_with_a_clear_error_and_keeps_the_cache(tmp_path
         assert len(srv.requests) <= 10
 
 
-def test_llm_prompt_needs_passage(tmp_path):
-    cfg = _llm_cfg("http://127.0.0.1:9/v1")
-    cfg["llm"]["prompt"] = "Write {n} queries."
-    with pytest.raises(UserError, match=r"ingest.llm.prompt: must contain \{passage\}"):
-        generate(PASSAGES, cfg, 0, cache_dir=tmp_path)
+def test_llm_prompt_needs_passage():
+    # Checked with the other params, before any stage work starts.
+    with pytest.raises(UserError, match=r"^params.yaml: ingest.llm.prompt: must contain \{passage\}"):
+        validate({"ingest": {"llm": {"prompt": "Write {n} queries."}}})

@@ -1,9 +1,10 @@
 import pytest
 
 from ragtune.errors import UserError
+from ragtune.params import defaults
 from ragtune.splits import split_queries
 
-CFG = {"val_fraction": 0.1, "test_fraction": 0.2, "group_by": None}
+CFG = dict(defaults()["prepare"])  # val_fraction 0.1, test_fraction 0.2, no group_by, no test_split
 
 
 def _queries(n, group=None):
