@@ -191,7 +191,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("corpus, queries, qrels, message", [
-    ([{"_id": "doc 1", "text": "Cats purr."}], None, None, r"corpus.jsonl:1: field '_id': id 'doc 1' contains whitespace"),
+    ([{"_id": "doc 1", "text": "Cats purr."}], None, None,
+     r"corpus.jsonl:1: field '_id': id 'doc 1' contains whitespace"),
     (None, [{"_id": "q1", "text": "a"}, {"_id": "q 2", "text": "b"}], None,
      r"queries.jsonl:2: field '_id': id 'q 2' contains whitespace"),
     (None, None, {"test": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td 2\t1\n"},
@@ -255,7 +256,8 @@ def test_very_long_documents_are_cut_and_counted(tmp_path, caplog):
     corpus = io.read_corpus(tmp_path / "raw" / "corpus.jsonl")
     assert corpus["d1"]["text"] == long_text[:io.MAX_TEXT_CHARS] and corpus["d2"]["text"] == "Dogs bark at strangers."
     assert f"1 document(s) longer than {io.MAX_TEXT_CHARS} characters were cut" in caplog.text and "d1" in caplog.text
-    assert ingest(_cfg(source="beir", path=str(_beir(tmp_path / "ok"))), 0, tmp_path / "raw2")["truncated_documents"] == 0
+    stats = ingest(_cfg(source="beir", path=str(_beir(tmp_path / "ok"))), 0, tmp_path / "raw2")
+    assert stats["truncated_documents"] == 0
 
 
 def _prose(topic: str) -> str:
@@ -329,7 +331,7 @@ def test_documents_default_folder_placeholder_is_not_a_document(tmp_path):
     assert {q["metadata"]["source"] for q in queries.values()} == {"guide.md"}
 
 
-def test_conversations_id_with_whitespace_is_refused(tmp_path):
+def test_conversations_bom_is_accepted_and_id_with_whitespace_refused(tmp_path):
     src = tmp_path / "conv"
     src.mkdir()
     (src / "corpus.jsonl").write_text(BOM + '{"_id": "d1", "text": "Cats purr."}\n', encoding="utf-8")
