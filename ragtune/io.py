@@ -326,7 +326,8 @@ def read_qrels(path: str | Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        cols = line.rstrip("\r\n").split("\t")
+        line = line.strip()  # a trailing tab or space is no extra column
+        cols = line.split("\t")
         if len(cols) not in (3, 4):
             cols = line.split()
         cols = [c.strip() for c in cols]

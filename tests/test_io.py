@@ -132,8 +132,9 @@ def test_a_utf8_bom_is_accepted_silently(tmp_path, name, reader, text, expected)
     "q1 0 d1 1\nq1 0 d2 0\nq2 0 d2 2\n",            # trec_eval's own layout, space separated
     "q1\t0\td1\t1\nq1\t0\td2\t0\nq2\t0\td2\t2\n",   # the same, tab separated
     "q1 Q0 d1 1\r\nq1 Q0 d2 0\r\nq2 Q0 d2 2\r\n",   # Q0 in the iteration column, CRLF
+    "q1\td1\t1\t\nq1\td2\t0\nq2\td2\t2 \n",         # BEIR with a stray trailing tab and space
 ])
-def test_trec_qrels_are_read(tmp_path, text):
+def test_trec_qrels_are_read_and_beir_stays(tmp_path, text):
     f = tmp_path / "test.tsv"
     f.write_text(text)
     qrels, lines = io.read_qrels(f)
