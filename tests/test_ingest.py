@@ -1,6 +1,8 @@
 import gzip
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -209,9 +211,15 @@ def test_beir_non_utf8_byte_is_one_line_before_anything_is_written(tmp_path):
     src = _beir(tmp_path / "src")
     (src / "queries.jsonl").write_bytes(b'{"_id": "q1", "text": "why do cats purr"}\n'
                                         b'{"_id": "q2", "text": "caf\xe9 dogs"}\n')
-    with pytest.raises(UserError, match=r"queries.jsonl:2: not UTF-8: byte 0xe9 at byte offset 68; re-encode"):
+    with pytest.raises(UserError, match=r"queries.jsonl:2: not UTF-8: byte 0xe9 at byte offset 68; re-encode") as e:
         ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
+    # The fix the message gives works.
+    command = re.search(r"\(e\.g\. (iconv .*)\)$", str(e.value)).group(1)
+    subprocess.run(command, shell=True, cwd=src, check=True)
+    (src / "fixed.jsonl").replace(src / "queries.jsonl")
+    ingest(_cfg(source="beir", path=str(src)), 0, tmp_path / "raw")
+    assert io.read_queries(tmp_path / "raw" / "queries.jsonl")["q2"]["text"] == "caf\u00e9 dogs"
 
 
 def test_beir_files_with_a_bom_are_read(tmp_path):
