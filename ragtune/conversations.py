@@ -85,7 +85,7 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True
         conv_id = obj.get("id")
         if not isinstance(conv_id, (str, int)) or isinstance(conv_id, bool) or not str(conv_id).strip():
             raise located(path, lineno, "missing or empty conversation id", "id")
-        conv_id = str(conv_id)
+        conv_id = io.check_id(path, lineno, str(conv_id), "id")  # part of every query id of the conversation
         if conv_id in seen:
             raise located(path, lineno, f"duplicate conversation id '{conv_id}' (first on line {seen[conv_id]})",
                           "id")

@@ -10,17 +10,21 @@ Everything is read and validated before the first file is written.
 """
 from __future__ import annotations
 
+import codecs
 import html
 import logging
 import random
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import io
 from .chunking import chunk_text
 from .errors import UserError, located
+from .splits import source_splits
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +47,11 @@ def ingest(cfg: dict, seed: int, out_dir: str | Path) -> dict[str, Any]:
         corpus, queries, qrels_by_split, stats = read_conversations(_folder(cfg), cfg,
                                                                     strict=cfg["strict"])
     _check_consistent(corpus, queries, qrels_by_split)
-    write_raw(Path(out_dir), corpus, queries, qrels_by_split)
+    cut = write_raw(Path(out_dir), corpus, queries, qrels_by_split)
     stats = {"source": source, "documents": len(corpus), "queries": len(queries),
              "judgments": {s: sum(len(d) for d in q.values()) for s, q in sorted(qrels_by_split.items())},
-             "judged_queries": {s: len(q) for s, q in sorted(qrels_by_split.items())}, **stats}
+             "judged_queries": {s: len(q) for s, q in sorted(qrels_by_split.items())},
+             "truncated_documents": cut, **stats}
     log.info("ingest (%s): %d documents, %d queries, judgments %s -> %s", source, len(corpus), len(queries),
              stats["judgments"], out_dir)
     return stats
@@ -59,8 +64,13 @@ def _folder(cfg: dict) -> Path:
     return path
 
 
-def write_raw(out_dir: Path, corpus: dict, queries: dict, qrels_by_split: dict[str, io.Qrels]) -> None:
-    io.write_corpus(out_dir / "corpus.jsonl", corpus)
+def write_raw(out_dir: Path, corpus: dict, queries: dict, qrels_by_split: dict[str, io.Qrels]) -> int:
+    """Write the raw dataset; return how many documents were cut to io.MAX_TEXT_CHARS characters."""
+    cut: list[str] = []
+    io.write_corpus(out_dir / "corpus.jsonl", _capped(corpus, cut))
+    if cut:
+        log.warning("ingest: %d document(s) longer than %d characters were cut to that length (no model "
+                    "reads that far), e.g. %s", len(cut), io.MAX_TEXT_CHARS, ", ".join(cut[:5]))
     io.write_queries(out_dir / "queries.jsonl", queries)
     qdir = out_dir / "qrels"
     for old in sorted(qdir.glob("*.tsv")) if qdir.is_dir() else []:
@@ -68,6 +78,19 @@ def write_raw(out_dir: Path, corpus: dict, queries: dict, qrels_by_split: dict[s
             old.unlink()
     for split, qrels in sorted(qrels_by_split.items()):
         io.write_qrels(qdir / f"{split}.tsv", qrels)
+    return len(cut)
+
+
+def _capped(corpus, cut: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """The corpus's (id, doc) pairs, streamed, with titles and texts cut at io.MAX_TEXT_CHARS; the ids
+    of cut documents are appended to `cut`."""
+    limit = io.MAX_TEXT_CHARS
+    for doc_id, doc in corpus.items():
+        title = doc.get("title", "")
+        if len(doc["text"]) > limit or len(title) > limit:
+            cut.append(doc_id)
+            doc = {"title": title[:limit], "text": doc["text"][:limit]}
+        yield doc_id, doc
 
 
 def _check_consistent(corpus: dict, queries: dict, qrels_by_split: dict[str, io.Qrels]) -> None:
@@ -90,6 +113,7 @@ def read_beir(folder: Path, strict: bool = True) -> tuple[dict, dict, dict[str, 
     if not files:
         raise UserError(f"{qdir}: no qrels files; expected qrels/<split>.tsv (e.g. qrels/test.tsv, or "
                         f"qrels/all.tsv for a source without splits)")
+    source_splits([p.stem for p in files], where=str(qdir))  # prepare would refuse them, after the copy
     qrels_by_split: dict[str, io.Qrels] = {}
     dropped = {"unknown_query": 0, "unknown_document": 0}
     for path in files:
@@ -156,37 +180,62 @@ def _html_text(raw: str) -> tuple[str, str]:
     return html.unescape(parser.title), "\n\n".join(p for p in paras if p)
 
 
-def _documents(folder: Path) -> list[tuple[str, str, str, str, int | None]]:
-    """(document id, title, text, file, line) for every document in the folder, sorted by path."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    if not files:
-        raise UserError(f"{folder}: no documents ({', '.join(DOCUMENT_SUFFIXES)} files)")
+def _doc_id(rel: str) -> str:
+    """A file's path as a document id: whitespace (which TREC runs cannot hold) and % percent-encoded,
+    so `my notes.txt` is `my%20notes.txt` and two paths never share an id."""
+    return re.sub(r"[\s%]", lambda m: quote(m.group(), safe=""), rel)
+
+
+def _documents(folder: Path) -> tuple[list[tuple[str, str, str, str, int | None]], dict[str, int]]:
+    """(document id, title, text, file, line) for every document in the folder, sorted by path, and the
+    number of files skipped: binary (a NUL byte: an image, an archive named .txt) or another suffix."""
+    visible = sorted(p for p in folder.rglob("*") if p.is_file()
+                     and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = [p for p in visible if p.suffix.lower() in DOCUMENT_SUFFIXES]
+    skipped = {"binary": [], "other_suffix": [p.relative_to(folder).as_posix() for p in visible
+                                               if p.suffix.lower() not in DOCUMENT_SUFFIXES]}
     docs = []
     for path in files:
         rel = path.relative_to(folder).as_posix()
         if path.suffix.lower() == ".jsonl":
-            for lineno, obj in io.iter_jsonl(path):
-                text = obj.get("text")
-                if not isinstance(text, str) or not text.strip():
-                    raise located(path, lineno, "missing or empty", "text")
-                title = obj.get("title") or ""
-                if not isinstance(title, str):
-                    raise located(path, lineno, "expected a string", "title")
-                docs.append((f"{rel}:{obj.get('_id', lineno)}", title, text, rel, lineno))
+            docs += _jsonl_documents(path, rel)
             continue
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raw = path.read_bytes()
+        if b"\0" in raw and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            skipped["binary"].append(rel)  # UTF-16 text has NULs too: decode_text says to re-encode it
+            continue
+        text = io.decode_text(path, raw)
+        title = ""
         if path.suffix.lower() in (".html", ".htm"):
-            title, text = _html_text(raw)
-        else:
-            title, text = "", raw
+            title, text = _html_text(text)
         if text.strip():
-            docs.append((rel, title or path.stem, text, rel, None))
+            docs.append((_doc_id(rel), title or path.stem, text, rel, None))
         else:
             log.warning("ingest: %s has no text; skipped", path)
+    for kind, names in skipped.items():
+        if names:
+            log.warning("ingest: skipped %d %s file(s) in %s, e.g. %s", len(names), kind.replace("_", " "),
+                        folder, ", ".join(names[:5]))
+    if not docs:
+        raise UserError(f"{folder}: no documents ({', '.join(DOCUMENT_SUFFIXES)} files with text); skipped "
+                        f"{len(skipped['binary'])} binary and {len(skipped['other_suffix'])} other files")
+    return docs, {kind: len(names) for kind, names in skipped.items()}
+
+
+def _jsonl_documents(path: Path, rel: str) -> list[tuple[str, str, str, str, int | None]]:
+    docs = []
+    for lineno, obj in io.iter_jsonl(path):
+        text = obj.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise located(path, lineno, "missing or empty", "text")
+        title = obj.get("title") or ""
+        if not isinstance(title, str):
+            raise located(path, lineno, "expected a string", "title")
+        key = obj.get("_id", lineno)
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise located(path, lineno, "expected a string", "_id")
+        io.check_id(path, lineno, str(key), "_id")
+        docs.append((f"{_doc_id(rel)}:{key}", title, text, rel, lineno))
     return docs
 
 
@@ -199,7 +248,8 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
     size, overlap, unit = cfg["chunk_size"], cfg["chunk_overlap"], cfg["chunk_unit"]
     corpus: dict[str, dict[str, str]] = {}
     source_of: dict[str, str] = {}
-    for doc_id, title, text, rel, lineno in _documents(folder):
+    docs, skipped = _documents(folder)
+    for doc_id, title, text, rel, lineno in docs:
         chunks = chunk_text(text, size, overlap, unit)
         for i, chunk in enumerate(chunks):
             cid = f"{doc_id}#{i}"
@@ -225,7 +275,7 @@ def read_documents(folder: Path, cfg: dict, seed: int) -> tuple[dict, dict, dict
         qid = f"q{n:05d}"
         queries[qid] = {"text": g["text"], "metadata": {"method": g["method"], "source": source_of[g["docid"]]}}
         qrels[qid] = {g["docid"]: 1}
-    stats = {"files": len(set(source_of.values())), "chunks": len(corpus),
+    stats = {"files": len(set(source_of.values())), "skipped_files": skipped, "chunks": len(corpus),
              "generator": cfg["generator"]}
     if gen_stats:
         stats["generation"] = gen_stats

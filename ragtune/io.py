@@ -6,15 +6,17 @@ a killed stage never leaves a half-written declared output behind.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import glob
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,11 @@ from .errors import UserError, located
 # The shapes pytrec_eval takes, used everywhere: qrels {qid: {docid: grade}}, a run {qid: {docid: score}}.
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
+
+# Ingest cuts stored titles and texts at this many characters. Models read at most 8192 tokens (the most
+# embedder.max_seq_length and reranker.max_length allow), and a token is rarely over 5 characters, so
+# the cut never changes what a model sees; it keeps one 50 MB line from becoming 50 MB negatives.
+MAX_TEXT_CHARS = 100_000
 
 
 @contextlib.contextmanager
@@ -138,22 +145,63 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; malformed lines raise UserError."""
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 text file. A leading BOM (Excel, Windows tools) is
+    dropped; a byte that is not UTF-8 raises UserError naming line and byte offset."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            yield from enumerate(f, start=1)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def not_utf8(path: Path) -> UserError:
+    """The error for a file that is not UTF-8: the first bad byte's line and offset, and the fix.
+    Only called after decoding failed, so the second, byte-level pass costs nothing in the usual case."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+        if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return located(path, 1, "UTF-16 text, not UTF-8; re-encode the file as UTF-8 "
+                                    f"(e.g. iconv -f UTF-16 -t UTF-8 {path.name} > fixed{path.suffix})")
+        f.seek(0)
+        offset = 0
+        for lineno, raw in enumerate(f, start=1):
+            bom = len(codecs.BOM_UTF8) if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise located(path, lineno, f"malformed JSON: {e.msg}") from None
-            if not isinstance(obj, dict):
-                raise located(path, lineno, "expected a JSON object")
-            yield lineno, obj
+                raw[bom:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = offset + bom + e.start
+                return located(path, lineno, f"not UTF-8: byte 0x{raw[bom + e.start]:02x} at byte offset {at}; "
+                                             f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t UTF-8 "
+                                             f"{path.name} > fixed{path.suffix})")
+            offset += len(raw)
+    return UserError(f"{path}: not UTF-8; re-encode the file as UTF-8")  # pragma: no cover (changed meanwhile)
+
+
+def decode_text(path: Path, raw: bytes) -> str:
+    """The bytes of a whole UTF-8 text file as str, a leading BOM dropped; not UTF-8 is a UserError."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; malformed lines raise UserError."""
+    path = Path(path)
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise located(path, lineno, f"malformed JSON: {e.msg}") from None
+        if not isinstance(obj, dict):
+            raise located(path, lineno, "expected a JSON object")
+        yield lineno, obj
 
 
 def _text_field(path: Path, lineno: int, obj: dict, field: str, required: bool = True) -> str:
@@ -167,17 +215,31 @@ def _text_field(path: Path, lineno: int, obj: dict, field: str, required: bool =
     return str(value)
 
 
+# Ids end up in TREC run files (`qid Q0 docid rank score tag`), whose columns are separated by
+# whitespace: an id with a space or tab cannot be written there, so it is refused where it enters.
+_WHITESPACE = re.compile(r"\s")
+
+
+def check_id(path: Path, lineno: int | None, value: str, field: str) -> str:
+    """`value` if it is a usable id: not empty, no whitespace; else UserError naming file, line, field."""
+    if not value.strip():
+        raise located(path, lineno, "empty id", field)
+    if _WHITESPACE.search(value):
+        raise located(path, lineno, f"id {value!r} contains whitespace, which TREC run files cannot hold; "
+                                    f"rename it (e.g. {_WHITESPACE.sub('_', value.strip())!r}) everywhere it "
+                                    f"is used", field)
+    return value
+
+
 def iter_corpus(path: str | Path) -> Iterator[tuple[str, str, str]]:
     """Stream a BEIR corpus.jsonl as validated (doc_id, title, text): ids unique, text non-empty.
     Only the ids are kept in memory (for the duplicate check)."""
     path = Path(path)
     seen: set[str] = set()
     for lineno, obj in iter_jsonl(path):
-        doc_id = _text_field(path, lineno, obj, "_id")
+        doc_id = check_id(path, lineno, _text_field(path, lineno, obj, "_id"), "_id")
         text = _text_field(path, lineno, obj, "text")
         title = _text_field(path, lineno, obj, "title", required=False)
-        if not doc_id.strip():
-            raise located(path, lineno, "empty id", "_id")
         if not text.strip():
             raise located(path, lineno, f"empty text for document '{doc_id}'", "text")
         if doc_id in seen:
@@ -225,10 +287,8 @@ def read_queries(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     queries: dict[str, dict[str, Any]] = {}
     for lineno, obj in iter_jsonl(path):
-        qid = _text_field(path, lineno, obj, "_id")
+        qid = check_id(path, lineno, _text_field(path, lineno, obj, "_id"), "_id")
         text = _text_field(path, lineno, obj, "text")
-        if not qid.strip():
-            raise located(path, lineno, "empty id", "_id")
         if not text.strip():
             raise located(path, lineno, f"empty text for query '{qid}'", "text")
         if qid in queries:
@@ -242,9 +302,11 @@ def read_queries(path: str | Path) -> dict[str, dict[str, Any]]:
     return queries
 
 
-def write_corpus(path: str | Path, corpus: dict[str, dict[str, str]]) -> int:
-    return write_jsonl(path, ({"_id": i, "title": d.get("title", ""), "text": d["text"]}
-                              for i, d in corpus.items()))
+def write_corpus(path: str | Path, corpus: Mapping[str, dict[str, str]] | Iterable[tuple[str, dict[str, str]]]
+                 ) -> int:
+    """Write {doc_id: {"title", "text"}} (or a stream of (doc_id, doc) pairs) as BEIR corpus.jsonl."""
+    pairs = corpus.items() if hasattr(corpus, "items") else corpus
+    return write_jsonl(path, ({"_id": i, "title": d.get("title", ""), "text": d["text"]} for i, d in pairs))
 
 
 def write_queries(path: str | Path, queries: dict[str, dict[str, Any]]) -> int:
@@ -253,35 +315,63 @@ def write_queries(path: str | Path, queries: dict[str, dict[str, Any]]) -> int:
 
 
 def read_qrels(path: str | Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
-    """BEIR qrels tsv (header `query-id corpus-id score`) -> ({qid: {docid: score}}, {(qid, docid): line})."""
+    """A qrels file -> ({qid: {docid: grade}}, {(qid, docid): line}). Two layouts, told apart by the
+    number of columns of the first judgment, and then required on every line:
+    - BEIR: `query-id<TAB>corpus-id<TAB>score`, with or without that header line;
+    - TREC (trec_eval, pyserini, ir_datasets): `query-id iteration corpus-id score`, space or tab
+      separated, no header; the iteration column (usually 0) is ignored.
+    Grades are integers (0 = judged not relevant); `1.0` is read as 1, `0.5` is an error."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
     qrels: Qrels = {}
     lines: dict[tuple[str, str], int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            cols = line.rstrip("\n").split("\t")
-            if lineno == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue
-            if len(cols) != 3:
-                cols = line.split()
-            if len(cols) != 3:
-                raise located(path, lineno, f"expected 3 tab-separated columns (query-id, corpus-id, score), "
+    width = first = 0
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        line = line.strip()  # a trailing tab or space is no extra column
+        cols = line.split("\t")
+        if len(cols) not in (3, 4):
+            cols = line.split()
+        cols = [c.strip() for c in cols]
+        if not width and cols[0].lower() in ("query-id", "query_id", "qid"):
+            continue  # BEIR's header line
+        if not width:
+            if len(cols) not in (3, 4):
+                raise located(path, lineno, f"expected 3 tab-separated columns (BEIR: query-id, corpus-id, "
+                                            f"score) or 4 (TREC: query-id, iteration, corpus-id, score), "
                                             f"got {len(cols)}")
-            qid, docid, score = (c.strip() for c in cols)
-            try:
-                value = int(float(score))
-            except ValueError:
-                raise located(path, lineno, f"not a number: '{score}'", "score") from None
-            if (qid, docid) in lines:
-                raise located(path, lineno, f"duplicate judgment for ({qid}, {docid}), "
-                                            f"first on line {lines[(qid, docid)]}")
-            qrels.setdefault(qid, {})[docid] = value
-            lines[(qid, docid)] = lineno
+            width, first = len(cols), lineno
+        elif len(cols) != width:
+            raise located(path, lineno, f"expected {width} columns like the first judgment (line {first}), "
+                                        f"got {len(cols)}")
+        qid, docid, score = (cols[0], cols[2], cols[3]) if width == 4 else cols
+        check_id(path, lineno, qid, "query-id")
+        check_id(path, lineno, docid, "corpus-id")
+        value = _grade(path, lineno, score)
+        if (qid, docid) in lines:
+            raise located(path, lineno, f"duplicate judgment for ({qid}, {docid}), "
+                                        f"first on line {lines[(qid, docid)]}")
+        qrels.setdefault(qid, {})[docid] = value
+        lines[(qid, docid)] = lineno
     return qrels, lines
+
+
+def _grade(path: Path, lineno: int, score: str) -> int:
+    """An integer relevance grade. A fraction is refused, not rounded: silently turning 0.5 into 0
+    would drop the judgment's query without a word."""
+    try:
+        return int(score)
+    except ValueError:
+        pass
+    try:
+        value = float(score)
+    except ValueError:
+        raise located(path, lineno, f"not a number: '{score}'", "score") from None
+    if value.is_integer():
+        return int(value)
+    raise located(path, lineno, f"'{score}' is not a whole number; relevance grades are integers (0 = not "
+                                f"relevant, 1, 2, ... = relevant): round or threshold your scores first",
+                  "score")
 
 
 def write_qrels(path: str | Path, qrels: Qrels) -> int:

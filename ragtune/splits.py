@@ -37,6 +37,23 @@ ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", 
 DEFAULT_GROUP = "conversation_id"
 
 
+def source_splits(names: list[str], where: str = "qrels") -> dict[str, str]:
+    """{file name: our split name} for a source's qrels/<name>.tsv files (dev -> val). An unknown name,
+    a split given twice or all.tsv beside other splits is a UserError naming the file (`where`/name.tsv)."""
+    out: dict[str, str] = {}
+    for name in sorted(names):
+        ours = ALIASES.get(name.lower())
+        if ours is None:
+            allowed = ", ".join(f"{a} (= {o})" if a != o else a for a, o in ALIASES.items())
+            raise UserError(f"{where}/{name}.tsv: unknown split name '{name}'; allowed: {allowed}")
+        if ours in out.values():
+            raise UserError(f"{where}/{name}.tsv: split '{ours}' given twice")
+        out[name] = ours
+    if "all" in out.values() and len(out) > 1:
+        raise UserError(f"{where}: give either {where}/all.tsv or train/val/test files, not both")
+    return out
+
+
 def default_group_by(queries: dict[str, dict[str, Any]], group_by: str | None) -> str | None:
     """`group_by` when set; else "conversation_id" when every query's metadata has one; else None."""
     if group_by:
@@ -123,13 +140,7 @@ def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, 
         log.info("splits: prepare.test_split is '%s'; left out: %s", cfg["test_split"], ", ".join(left_out))
 
     given: dict[str, Qrels] = {}
-    for name in sorted(qrels_by_split):
-        ours = ALIASES.get(name.lower())
-        if ours is None:
-            raise UserError(f"qrels/{name}.tsv: unknown split name '{name}'; use train, val (or dev), "
-                            f"test, or all")
-        if ours in given:
-            raise UserError(f"qrels/{name}.tsv: split '{ours}' given twice")
+    for name, ours in source_splits(list(qrels_by_split)).items():
         qrels, dropped = _positive(qrels_by_split[name])
         stats["dropped"]["no_positive"] += dropped
         unknown = sorted(q for q in qrels if q not in queries)
@@ -137,8 +148,6 @@ def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, 
             stats["dropped"]["unknown_query"] += len(unknown)
             qrels = {q: d for q, d in qrels.items() if q in queries}
         given[ours] = qrels
-    if "all" in given and len(given) > 1:
-        raise UserError("qrels: give either qrels/all.tsv or train/val/test files, not both")
     _check_given(given, queries, group_by)
 
     carved = []

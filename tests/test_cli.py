@@ -160,3 +160,28 @@ def test_disk_errors_outside_atomic_writes_are_one_line(tmp_path, monkeypatch, c
                 1 / 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------- bad input files, caught at ingest
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("corpus.jsonl", b'{"_id": "d0", "text": "ok"}\n{"_id": "d1", "text": "caf\xe9"}\n',
+     "corpus.jsonl:2: not UTF-8: byte 0xe9 at byte offset 54; re-encode the file as UTF-8"),
+    ("qrels/heldout.tsv", b"q0\td0\t1\n", "qrels/heldout.tsv: unknown split name 'heldout'; allowed: train, val"),
+])
+def test_bad_input_file_is_one_line_at_ingest_and_keeps_earlier_outputs(tmp_path, name, content, message):
+    src = tmp_path / "input"
+    (src / "qrels").mkdir(parents=True)
+    (src / "corpus.jsonl").write_text('{"_id": "d0", "text": "ok"}\n{"_id": "d1", "text": "b"}\n')
+    (src / "queries.jsonl").write_text('{"_id": "q0", "text": "a"}\n{"_id": "q1", "text": "b"}\n')
+    (src / "qrels" / "test.tsv").write_text("q0\td0\t1\nq1\td1\t1\n")
+    (src / name).write_bytes(content)
+    for path in ("data/raw/corpus.jsonl", "metrics/ingest.json"):  # a previous run's outputs
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("old\n")
+    proc = stage(tmp_path, "ingest", params={"ingest": {"source": "beir", "path": "input"}})
+    line = one_error_line(proc)
+    assert line.startswith("error: input/") and message in line, line
+    assert (tmp_path / "data" / "raw" / "corpus.jsonl").read_text() == "old\n"
+    assert (tmp_path / "metrics" / "ingest.json").read_text() == "old\n"

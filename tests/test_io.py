@@ -72,3 +72,89 @@ def test_qrels_errors(tmp_path):
     f.write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
     with pytest.raises(UserError, match=r"test.tsv:2: expected 3 tab-separated columns"):
         io.read_qrels(f)
+
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize("name, reader, lines, field", [
+    ("corpus.jsonl", io.read_corpus, ['{"_id": "d1", "text": "a"}', '{"_id": "doc with spaces", "text": "b"}'], "_id"),
+    ("queries.jsonl", io.read_queries, ['{"_id": "q1", "text": "a"}', '{"_id": "q\\t2", "text": "b"}'], "_id"),
+    ("test.tsv", io.read_qrels, ["query-id\tcorpus-id\tscore", "q1\tdoc one\t1"], "corpus-id"),
+    ("test.tsv", io.read_qrels, ["query-id\tcorpus-id\tscore", "q 1\td1\t1"], "query-id"),
+])
+def test_ids_with_whitespace_are_refused_where_they_enter(tmp_path, name, reader, lines, field):
+    f = tmp_path / name
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as e:
+        reader(f)
+    assert str(e.value).startswith(f"{f}:2: field '{field}': id ")
+    assert "contains whitespace, which TREC run files cannot hold" in str(e.value)
+
+
+@pytest.mark.parametrize("name, reader, lines", [
+    ("corpus.jsonl", io.read_corpus, ['{"_id": "d1", "text": "ok"}', '{"_id": "d2", "text": "caf\xe9"}']),
+    ("queries.jsonl", io.read_queries, ['{"_id": "q1", "text": "ok"}', '{"_id": "q2", "text": "caf\xe9"}']),
+    ("test.tsv", io.read_qrels, ["query-id\tcorpus-id\tscore", "q1\td\xe9\t1"]),
+])
+def test_a_byte_that_is_not_utf8_names_line_offset_and_fix(tmp_path, name, reader, lines):
+    f = tmp_path / name
+    data = "\n".join(lines).encode("latin-1") + b"\n"
+    f.write_bytes(data)
+    offset = data.index(b"\xe9")
+    with pytest.raises(UserError) as e:
+        reader(f)
+    assert str(e.value) == (f"{f}:2: not UTF-8: byte 0xe9 at byte offset {offset}; re-encode the "
+                            f"file as UTF-8 (e.g. iconv -f latin1 -t UTF-8 {name} > fixed{f.suffix})")
+
+
+def test_utf16_is_named_as_such(tmp_path):
+    f = tmp_path / "corpus.jsonl"
+    f.write_text('{"_id": "d1", "text": "a"}\n', encoding="utf-16")
+    with pytest.raises(UserError, match=r"corpus.jsonl:1: UTF-16 text, not UTF-8; re-encode"):
+        io.read_corpus(f)
+
+
+@pytest.mark.parametrize("name, reader, text, expected", [
+    ("corpus.jsonl", io.read_corpus, '{"_id": "d1", "text": "a"}\n', {"d1": {"title": "", "text": "a"}}),
+    ("queries.jsonl", io.read_queries, '{"_id": "q1", "text": "a"}\n', {"q1": {"text": "a", "metadata": {}}}),
+    ("beir.tsv", lambda f: io.read_qrels(f)[0], "query-id\tcorpus-id\tscore\nq1\td1\t1\n", {"q1": {"d1": 1}}),
+    ("beir-no-header.tsv", lambda f: io.read_qrels(f)[0], "q1\td1\t1\n", {"q1": {"d1": 1}}),
+    ("trec.txt", lambda f: io.read_qrels(f)[0], "q1 0 d1 1\n", {"q1": {"d1": 1}}),
+])
+def test_a_utf8_bom_is_accepted_silently(tmp_path, name, reader, text, expected):
+    f = tmp_path / name
+    f.write_text(BOM + text, encoding="utf-8")
+    assert reader(f) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "q1 0 d1 1\nq1 0 d2 0\nq2 0 d2 2\n",            # trec_eval's own layout, space separated
+    "q1\t0\td1\t1\nq1\t0\td2\t0\nq2\t0\td2\t2\n",   # the same, tab separated
+    "q1 Q0 d1 1\r\nq1 Q0 d2 0\r\nq2 Q0 d2 2\r\n",   # Q0 in the iteration column, CRLF
+    "q1\td1\t1\t\nq1\td2\t0\nq2\td2\t2 \n",         # BEIR with a stray trailing tab and space
+])
+def test_trec_qrels_are_read_and_beir_stays(tmp_path, text):
+    f = tmp_path / "test.tsv"
+    f.write_text(text)
+    qrels, lines = io.read_qrels(f)
+    assert qrels == {"q1": {"d1": 1, "d2": 0}, "q2": {"d2": 2}}
+    assert lines[("q2", "d2")] == 3
+
+
+def test_qrels_layout_must_not_change_within_a_file(tmp_path):
+    f = tmp_path / "test.tsv"
+    f.write_text("q1 0 d1 1\nq2\td2\t1\n")
+    with pytest.raises(UserError, match=r"test.tsv:2: expected 4 columns like the first judgment \(line 1\), got 3"):
+        io.read_qrels(f)
+
+
+def test_fractional_grades_are_refused_whole_floats_accepted(tmp_path):
+    f = tmp_path / "test.tsv"
+    f.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1.0\nq1\td2\t0.5\n")
+    with pytest.raises(UserError) as e:
+        io.read_qrels(f)
+    assert str(e.value).startswith(f"{f}:3: field 'score': '0.5' is not a whole number; relevance grades are "
+                                   f"integers")
+    f.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1.0\nq1\td2\t-1\n")
+    assert io.read_qrels(f)[0] == {"q1": {"d1": 1, "d2": -1}}

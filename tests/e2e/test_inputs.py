@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import run
+from .conftest import ROOT, make_project, run
 
 SPLITS = ("train", "val", "test")
 
@@ -151,3 +151,20 @@ def test_scifact(project, scifact):
     assert set(qrels["val"]) <= set(source_train) and set(qrels["train"]) <= set(source_train)
     assert not (set(qrels["train"]) | set(qrels["val"])) & set(qrels["test"])
     assert 60 <= stats["val"]["queries"] <= 100  # about 10% of SciFact's 809 train queries
+
+
+def test_missing_ingest_path_message_is_the_one_readme_explains(tmp_path):
+    """DVC checks a stage's deps before it runs the stage, so a missing `ingest.path` is DVC's message,
+    not ours: README's "When things go wrong" must show that message and the fix."""
+    repo = make_project(tmp_path, "no-model-needed")  # fails before any stage runs
+    _set_ingest(repo, source="beir", path="data/mydata")
+    proc = run(["dvc", "repro", "ingest"], repo, check=False)
+    assert proc.returncode != 0 and "Running stage" not in proc.stdout
+    dvc_says = "failed to reproduce 'ingest': [Errno 2] No such file or directory:"
+    assert f"ERROR: {dvc_says} '{repo / 'data' / 'mydata'}'" in proc.stderr + proc.stdout
+    readme = (ROOT / "README.md").read_text()
+    assert f"`ERROR: {dvc_says} '/home/me/project/data/mydata'`" in readme
+    proc = run(["python", "stages/ingest.py"], repo, check=False)
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and ours == ["error: params.yaml: ingest.path: no such folder: data/mydata"]
+    assert f"`{ours[0]}`" in readme
