@@ -171,6 +171,10 @@ def _training_lines(kind: str, params: dict, facts: dict) -> list[str]:
                f"{s.get('effective_batch_size', cfg['batch_size'])} groups per step, lr {cfg['lr']:g}, "
                f"max_length {cfg['max_length']}{', LoRA (merged into the weights)' if cfg['lora'] else ''}")
     chosen = f"the checkpoint at step {s.get('best_step')} (best val nDCG@10)"
+    before, best = s.get("val_ndcg@10_before"), s.get("val_ndcg@10_best")
+    if before is not None and best is not None and best <= before:
+        chosen += (". **Fine-tuning did not beat the base model on val**; this checkpoint is shipped so that its "
+                   "test scores can be compared, but the base model may serve you better")
     return [
         f"- **Training:** {how}; {s.get('epochs')} epoch(s), {s.get('steps')} steps.",
         f"- **Val nDCG@10:** {_num(s.get('val_ndcg@10_before'))} before training"
@@ -288,6 +292,59 @@ def _usage(model: str, params: dict, model_dir: Path, path: str) -> str:
     return "## How to use\n\n" + text
 
 
+def _details(model: str, model_dir: Path) -> str:
+    """Model details read from the folder itself: architecture, size, sequence length, similarity."""
+    config = read_json(model_dir / "config.json") if (model_dir / "config.json").is_file() else {}
+    arch = ", ".join(config.get("architectures") or [config.get("model_type", "?")])
+    rows = [f"- **Architecture:** {arch}, {config.get('num_hidden_layers', '?')} layers, hidden size "
+            f"{config.get('hidden_size', '?')}, vocabulary {config.get('vocab_size', '?')}"]
+    if model.startswith("embedder"):
+        pooling, normalize = _pooling(model_dir)
+        # sentence-transformers 6 keeps the length in the tokenizer's config (older folders: sentence_bert_config).
+        max_len = next((read_json(f).get(key) for f, key in (
+            (model_dir / "sentence_bert_config.json", "max_seq_length"),
+            (model_dir / "tokenizer_config.json", "model_max_length")) if f.is_file() and read_json(f).get(key)),
+            "?")
+        sim_file = model_dir / "config_sentence_transformers.json"
+        sim = (read_json(sim_file).get("similarity_fn_name") if sim_file.is_file() else None) or "cosine"
+        rows += [f"- **Modules:** transformer -> {pooling} pooling{' -> normalize' if normalize else ''}",
+                 f"- **Output:** {config.get('hidden_size', '?')}-dimensional vectors, {sim} similarity",
+                 f"- **Max sequence length:** {max_len} tokens (longer input is truncated)"]
+    else:
+        rows += [f"- **Output:** {config.get('num_labels', 1)} relevance logit per (query, passage) pair"]
+    return "## Model details\n\n" + "\n".join(rows) + "\n"
+
+
+def _versions() -> str:
+    """The library versions that made the model (read from package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    rows = []
+    for name in ("torch", "transformers", "sentence-transformers", "FlagEmbedding", "safetensors"):
+        try:
+            rows.append(f"- {name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return "## Framework versions\n\n" + "\n".join(rows) + "\n"
+
+
+_CITATIONS = {
+    "embedder": ["Reimers and Gurevych, *Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks*, "
+                 "EMNLP 2019, arXiv:1908.10084",
+                 "Henderson et al., *Efficient Natural Language Response Suggestion for Smart Reply* "
+                 "(MultipleNegativesRankingLoss), 2017, arXiv:1705.00652"],
+    "reranker": ["Xiao et al., *C-Pack: Packaged Resources To Advance General Chinese Embedding* "
+                 "(FlagEmbedding, BGE rerankers), 2023, arXiv:2309.07597"],
+    "merged": ["Xiao et al., *LM-Cocktail: Resilient Tuning of Language Models via Model Merging*, 2023, "
+               "arXiv:2311.13534"],
+}
+
+
+def _citations(model: str) -> str:
+    refs = _CITATIONS[model.split("-")[0]] + (_CITATIONS["merged"] if model.endswith("-merged") else [])
+    return "## Citations\n\n" + "\n".join(f"- {r}" for r in refs) + "\n"
+
+
 def _intro(model: str, params: dict) -> str:
     kind = model.split("-")[0]
     what = ("A bi-encoder **embedder** (sentence-transformers) for first-stage dense retrieval: it maps "
@@ -312,6 +369,9 @@ def model_card(model: str, params: dict, facts: dict, model_dir: str | Path, pat
     if model.endswith("-merged"):
         made += _merge_lines(kind, facts)
     fm = yaml.safe_dump(front_matter(model, params, facts), sort_keys=False, allow_unicode=True)
-    parts = [f"---\n{fm}---\n", _intro(model, params), "## How it was made\n\n" + "\n".join(made) + "\n",
-             _results_section(model, facts), _usage(model, params, Path(model_dir), path)]
+    fm = fm.replace("\nlicense: null\n", "\nlicense: null  # yours to fill (e.g. apache-2.0): mind the base "
+                                         "model's and the training data's licenses\n", 1)
+    parts = [f"---\n{fm}---\n", _intro(model, params), _details(model, Path(model_dir)),
+             "## How it was made\n\n" + "\n".join(made) + "\n", _results_section(model, facts),
+             _usage(model, params, Path(model_dir), path), _versions(), _citations(model)]
     return "\n".join(parts)

@@ -54,6 +54,9 @@ def st_folder(tmp_path) -> Path:
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.sentence_transformer.modules.Normalize"}]))
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(
         {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    (folder / "config.json").write_text(json.dumps(
+        {"architectures": ["BertModel"], "hidden_size": 384, "num_hidden_layers": 6, "vocab_size": 30522}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 128}))
     return folder
 
 
@@ -75,6 +78,13 @@ def test_card_front_matter_and_numbers_match_eval(model, st_folder):
         assert {m["type"] for m in entry["metrics"]} >= {"ndcg_at_10", "mrr_at_10", "recall_at_100"}
         assert f"{FACTS['eval'][system]['nDCG@10']:.4f}" in card  # the body's table too
     assert "/abs/" not in card  # the trainers' resolved base path never reaches a card
+    # What the hub reads: huggingface_hub parses the front matter and the model-index into eval results.
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard(card).data
+    assert hub.base_model == fm["base_model"] and hub.pipeline_tag == fm["pipeline_tag"]
+    assert {(r.metric_name, r.metric_value) for r in hub.eval_results} >= {
+        (f"nDCG@10 ({s})", FACTS["eval"][s]["nDCG@10"]) for s in own}
 
 
 def test_which_systems_each_model_is_in():
@@ -97,7 +107,9 @@ def test_body_says_how_it_was_made(st_folder):
     card = cards.model_card("embedder", params, FACTS, st_folder, "release/embedder")
     for fact in ("MultipleNegativesRankingLoss", "0.6100 before training", "0.6600 for the saved model",
                  "step 9", "SentenceTransformer(\"release/embedder\")", "mean pooling, then unit length",
-                 "torch.nn.functional.normalize"):
+                 "torch.nn.functional.normalize", "BertModel, 6 layers, hidden size 384",
+                 "384-dimensional vectors, cosine similarity", "Max sequence length:** 128 tokens",
+                 "sentence-transformers ", "arXiv:1908.10084"):
         assert fact in card, fact
 
 
@@ -133,3 +145,11 @@ def test_model_left_out_of_evaluation_says_so(st_folder):
     card = cards.model_card("embedder", defaults(), facts, st_folder, "release/embedder")
     assert "not part of any evaluated system" in card
     assert _front_matter(card)["model-index"][0]["results"] == []
+
+
+def test_a_fine_tuning_that_did_not_help_is_said_plainly(st_folder):
+    facts = copy.deepcopy(FACTS)
+    facts["train_embedder"].update({"val_ndcg@10_best": 0.6, "improved": False})
+    card = cards.model_card("embedder", defaults(), facts, st_folder, "release/embedder")
+    assert "Fine-tuning did not beat the base model on val" in card
+    assert "did not beat" not in cards.model_card("embedder", defaults(), FACTS, st_folder, "release/embedder")
