@@ -38,3 +38,13 @@ def test_dvc_repro_writes_model_cards(project, tiny_model):
     assert CrossEncoder(str(project / "release/reranker"), device="cpu").predict([("q", "p")]).shape == (1,)
     status = run(["dvc", "status"], project)
     assert "up to date" in status.stdout, status.stdout
+
+    # README: to fill in `license:`, unprotect the card first (it is a read-only link into DVC's cache).
+    card = project / "release" / "embedder" / "README.md"
+    assert not card.stat().st_mode & 0o222
+    run(["dvc", "unprotect", "release/embedder/README.md"], project)
+    card.write_text(card.read_text().replace("license: null", "license: apache-2.0", 1))
+    assert yaml.safe_load(card.read_text().split("---\n", 2)[1])["license"] == "apache-2.0"
+    assert "modified" in run(["dvc", "status"], project).stdout
+    run(["dvc", "checkout", "--force", "release"], project)  # DVC's cache still holds the card as written
+    assert "license: null" in card.read_text()
