@@ -117,6 +117,19 @@ def _remove(p: Path) -> None:
             p.unlink()
 
 
+def link_tree(src: str | Path, dst: str | Path, skip: tuple[str, ...] = ()) -> None:
+    """Recreate folder `src` at `dst` with hard links (a copy where linking fails, e.g. across disks), so
+    a second view of a model costs no disk. Linked files share their bytes: replace, never edit, them."""
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy, ignore=shutil.ignore_patterns(*skip),
+                    dirs_exist_ok=True)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

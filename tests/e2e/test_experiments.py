@@ -22,7 +22,7 @@ import yaml
 from .conftest import make_project, run
 
 MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
-CACHED_OUTS = ("data/raw", "data/prepared", "data/negatives", "metrics/runs") + tuple(f"models/{m}" for m in MODELS)
+CACHED_OUTS = ("data/raw", "data/prepared", "data/negatives", "metrics/runs", "release") + tuple(f"models/{m}" for m in MODELS)
 DVCLIVE_PLOTS = ("embedder training loss", "reranker training loss", "val nDCG@10 during training", "learning rate")
 
 
@@ -70,10 +70,12 @@ def changed_stages(repo: Path) -> set[str]:
 
 
 def assert_linked(repo: Path) -> None:
-    """Each model exists once on disk: the workspace file is a read-only hard link into .dvc/cache."""
+    """Each model exists once on disk: the workspace file is a read-only hard link into .dvc/cache, and
+    release/<model>/ (the package stage) links the same file."""
     for name in MODELS:
         st = os.stat(repo / "models" / name / "model.safetensors")
-        assert st.st_nlink == 2, f"models/{name}/model.safetensors is a copy, not linked to the cache"
+        assert st.st_ino == os.stat(repo / "release" / name / "model.safetensors").st_ino
+        assert st.st_nlink == 3, f"models/{name}/model.safetensors is a copy, not linked to the cache"
         assert not st.st_mode & 0o222, f"models/{name}/model.safetensors is writable (unprotected link)"
 
 
@@ -112,7 +114,7 @@ def test_unchanged_repro_is_a_fast_noop_and_git_tracks_the_right_files(built):
     # After the first repro git sees only small files: dvc.lock, DVC's .gitignore files, metrics.
     assert "dvc.lock" in built.untracked_after_repro
     for path in built.untracked_after_repro:
-        assert path in {"dvc.lock", "data/.gitignore", "models/.gitignore", "metrics/.gitignore"} \
+        assert path in {"dvc.lock", ".gitignore", "data/.gitignore", "models/.gitignore", "metrics/.gitignore"} \
             or path.startswith("metrics/") and not path.startswith("metrics/runs/"), path
     tracked = set(run(["git", "ls-files"], repo).stdout.splitlines())
     assert {"dvc.lock", "metrics/eval.json", "metrics/train_embedder.json", "metrics/train_reranker.json",
@@ -149,12 +151,12 @@ def test_param_changes_rerun_only_downstream_and_branches_diff(repo, tmp_path):
 
     # A reranker knob that merge and evaluate also read: reranker -> merge -> evaluate, nothing upstream.
     set_param(repo, "reranker.max_length", 48)
-    assert changed_stages(repo) == {"train_reranker", "merge", "evaluate"}
-    assert stages_run(run(["dvc", "repro"], repo)) == {"train_reranker", "merge", "evaluate"}
+    assert changed_stages(repo) == {"train_reranker", "merge", "evaluate", "package"}
+    assert stages_run(run(["dvc", "repro"], repo)) == {"train_reranker", "merge", "evaluate", "package"}
     # An evaluate knob: evaluate only.
     set_param(repo, "evaluate.rerank_depth", 10)
     assert changed_stages(repo) == {"evaluate"}
-    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate"}
+    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate", "package"}  # the cards quote eval.json
     # Rerun outputs are linked too, also those whose content was already in the cache.
     assert_linked(repo)
     run(["git", "add", "-A"], repo)
@@ -187,7 +189,7 @@ def test_param_changes_rerun_only_downstream_and_branches_diff(repo, tmp_path):
 
 def test_exp_run_and_queue(repo):
     proc = run(["dvc", "exp", "run", "-S", "epochs=2"], repo)
-    assert stages_run(proc) == {"train_embedder", "train_reranker", "merge", "evaluate"}
+    assert stages_run(proc) == {"train_embedder", "train_reranker", "merge", "evaluate", "package"}
     # DVCLive runs inside the experiment with save_dvc_exp=False and no dvc.yaml of its own: it makes no
     # experiment of its own and says nothing about experiments or dvc.yaml.
     live_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "dvclive" in line.lower()]
