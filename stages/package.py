@@ -12,9 +12,9 @@ from ragtune.cli import stage
 def main(params_path, models_dir, metrics_dir, out_dir):
     """Ship-ready model folders (hard links to models/) with a Hugging Face model card each."""
     with stage("package", params_path) as params:
-        from ragtune.release import package
+        from ragtune.pipeline import package
 
-        package(params, models_dir=models_dir, metrics_dir=metrics_dir, out_dir=out_dir)
+        package.run(params, models_dir=models_dir, metrics_dir=metrics_dir, out_dir=out_dir)
 
 
 if __name__ == "__main__":

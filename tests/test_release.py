@@ -11,7 +11,7 @@ import yaml
 from ragtune import cards
 from ragtune.errors import UserError
 from ragtune.params import defaults
-from ragtune.release import package
+from ragtune.pipeline.package import run as package
 from test_cards import FACTS
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cards import MODELS, model_card, read_facts
-from .cli import summary
-from .errors import UserError
-from .io import atomic_output, link_tree, write_text
+from ..cards import MODELS, model_card, read_facts
+from ..errors import UserError
+from ..io import atomic_output, link_tree, write_text
+from ..logs import summary
 
 
-def package(params: dict, *, models_dir: str, metrics_dir: str, out_dir: str) -> None:
+def run(params: dict, *, models_dir: str, metrics_dir: str, out_dir: str) -> None:
     """Write `out_dir/<model>/` for each model: its files hard-linked, plus README.md (its model card)."""
     sources = {model: Path(models_dir) / model for model in MODELS}
     for src in sources.values():
