@@ -8,6 +8,11 @@ from a window of the first stage's ranking, after three filters:
      query's best positive score (= (1 - margin) * max_pos for positive scores; the |.| keeps it right
      for negative cosine scores);
   3. optionally a cross-encoder (`rescore_with`): drop candidates whose sigmoid score > rescore_threshold.
+Judged non-relevant documents (qrels grade <= 0: the `neg` texts of a FlagEmbedding / MTEB groups
+file, or any source's 0 judgments) are trusted negatives (mine.given_negatives): with "first" they come
+before the mined ones, in the order judged (no margin or cross-encoder filter: a person or the dataset
+judged them), and the window tops the group up to `num_negatives`; "only" uses them without mining;
+"ignore" treats them like any other document.
 A query short of hard negatives is kept and topped up with random corpus documents (unlike
 sentence-transformers' mine_hard_negatives, which silently drops it); `random_negatives` more random
 documents are added to every group. Random documents are never positives and never come from the
@@ -194,7 +199,10 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
                         embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
-    rescore = _rescorer(cfg.get("rescore_with"), device)
+    rescore = _rescorer(cfg["rescore_with"], device)
+    given_mode = cfg["given_negatives"]
+    given_negs = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
+                  if given_mode != "ignore" else [] for qid in train_pos}
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
 
@@ -206,7 +214,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     train_groups: list[dict] = []
     chosen_ranks: list[int] = []
     c = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0, "rescore_filtered": 0,
-         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0}
+         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0,
+         "given": 0}
     recalls: list[float] = []
     for qid, pos in train_pos.items():
         ranking = [d for d, _ in ranked(stage.run[qid])]
@@ -215,7 +224,10 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
         pos_scores = [stage.score(qid, d) for d in pos]
         best = max(pos_scores)
         threshold = best - abs(best) * margin
-        window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)]
+        given = given_negs[qid][:num_neg]
+        c["given"] += len(given)
+        window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)
+                  if d not in set(given)] if given_mode != "only" else []
         c["window_candidates"] += len(window)
         cands = []
         for r, d in window:
@@ -229,7 +241,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
             # Rescore best-first in chunks until enough survive: every chosen negative passed the
             # cross-encoder, and the costly model sees few more pairs than needed.
             kept, i = [], 0
-            while len(kept) < num_neg and i < len(cands):
+            while len(kept) < num_neg - len(given) and i < len(cands):
                 chunk = cands[i:i + 2 * num_neg]
                 probs = rescore(qtexts[qid], [t(d) for _, d in chunk])
                 passed = [rd for rd, p in zip(chunk, probs) if p <= cfg["rescore_threshold"]]
@@ -237,15 +249,15 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
                 kept += passed
                 i += len(chunk)
             cands = kept
-        hard = cands[:num_neg]
+        hard = cands[:num_neg - len(given)]
         chosen_ranks.extend(r for r, _ in hard)
-        neg = [d for _, d in hard]
+        neg = given + [d for _, d in hard]
         rng = random.Random(f"{seed}:{qid}")  # per query: one query's draws do not shift another's
-        exclude = pos_set | set(ranking[:range_max])
-        if len(hard) < num_neg:
+        exclude = pos_set | set(ranking[:range_max]) | set(given)
+        if len(neg) < num_neg:
             c["queries_short"] += 1
-            c["queries_without_hard_negatives"] += not hard
-            topup = _random_docs(rng, doc_ids, num_neg - len(hard), exclude)
+            c["queries_without_hard_negatives"] += not neg
+            topup = _random_docs(rng, doc_ids, num_neg - len(neg), exclude)
             c["random_topup"] += len(topup)
             neg += topup
         if n_random:
@@ -281,6 +293,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
         "false_negative_filtered": c["margin_filtered"],
         "false_negative_filtered_share": round(c["margin_filtered"] / max(c["window_candidates"], 1), 4),
         "rescore_filtered": c["rescore_filtered"],
+        "given_negatives": given_mode,
+        "given_negatives_used": c["given"],
         "queries_short_of_negatives": c["queries_short"],
         "queries_without_hard_negatives": c["queries_without_hard_negatives"],
         "random_negatives_topup": c["random_topup"],

@@ -80,7 +80,7 @@ SCHEMA: dict[str, Any] = {
     "epochs": Spec(INT, 1, min=1, max=1000),
     "device": Spec(STR, "auto", choices=("auto", "cpu", "cuda", "mps")),
     "ingest": {
-        "source": Spec(STR, "pydoc", choices=("pydoc", "beir", "documents", "conversations")),
+        "source": Spec(STR, "pydoc", choices=("pydoc", "beir", "documents", "conversations", "groups")),
         "path": Spec(STR, "data/input", help="folder with your data (beir/documents/conversations); "
                                              "a dvc.yaml dependency, so edits to it rerun ingest"),
         "strict": Spec(BOOL, True),
@@ -127,6 +127,10 @@ SCHEMA: dict[str, Any] = {
         "rescore_with": Spec(STR, None, nullable=True, help="cross-encoder to drop likely false negatives"),
         "rescore_threshold": Spec(NUM, 0.5, min=0.0, max=1.0),
         "index": Spec(STR, "flat", choices=("flat", "hnsw", "ivf")),
+        # formats (issue 15): judged non-relevant documents (qrels grade <= 0) as negatives
+        "given_negatives": Spec(STR, "first", choices=("first", "only", "ignore"),
+                                help="first: judged non-relevant docs before mined ones; only: no mining; "
+                                     "ignore: like any other doc"),
     },
     "embedder": {
         "base": Spec(STR, "sentence-transformers/all-MiniLM-L6-v2"),
