@@ -28,11 +28,11 @@ def candidates(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, list[str]]:
     return {qid: list(docs) for qid, docs in qrels.items() if docs}
 
 
-def bm25_scores(cands: dict[str, list[str]], queries: Mapping[str, str], corpus: Mapping) -> Run:
+def bm25_scores(cands: dict[str, list[str]], queries: Mapping[str, str], corpus: Mapping, language: str) -> Run:
     """BM25 over the whole corpus (the same term statistics as the retrieval view), read for the candidates."""
     from .retrieval import BM25Index
 
-    index = BM25Index(corpus)
+    index = BM25Index(corpus, language)
     run = {}
     for qid, docs in cands.items():
         scores = index.score_query(queries[qid])

@@ -47,7 +47,7 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
     wanted = cfg["first_stages"]
     k = cfg["retrieve_depth"]
     runs: dict[str, dict] = {split: {} for split in split_queries}
-    bm25 = BM25Index(corpus)
+    bm25 = BM25Index(corpus, params["language"])
     for split, queries in split_queries.items():
         runs[split]["bm25"] = bm25.search(queries, k)
     dense_names = [n for n in ("dense:base", "dense:finetuned", "dense:merged")
@@ -154,7 +154,7 @@ def _given_candidates(params: dict, corpus: dict, queries: dict, qrels: dict, pa
     runs = {}
     for name in cfg["first_stages"]:
         if name == "bm25":
-            runs[name] = c.bm25_scores(cands, queries, corpus)
+            runs[name] = c.bm25_scores(cands, queries, corpus, params["language"])
         elif name.startswith("dense:"):
             runs[name] = c.dense_scores(paths[name], cands, queries, corpus, emb=emb, device=device,
                                         cache_dir=cache_dir)

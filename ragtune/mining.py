@@ -51,7 +51,7 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str):
+                 cache_dir: str | Path | None, index: str, language: str):
         self.kind = kind
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
@@ -64,7 +64,7 @@ class _FirstStage:
         if kind not in ("bm25", "dense", "hybrid"):
             raise UserError(f"params.yaml: mine.first_stage: unknown value {kind!r}; allowed: bm25, dense, hybrid")
         if kind in ("bm25", "hybrid"):
-            self._bm25 = BM25Index(corpus)
+            self._bm25 = BM25Index(corpus, language)
             self._queries = queries
             runs.append(self._bm25.search(queries, sub_depth))
         if kind in ("dense", "hybrid"):
@@ -162,12 +162,12 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
 
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
-         device: str = "auto", cache_dir: str | Path | None = None
+         device: str = "auto", cache_dir: str | Path | None = None, language: str = "en"
          ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining. Returns (train_groups, val_groups, stats); groups are
+    for dense and hybrid mining; language is params["language"] (BM25's words). Returns (train_groups, val_groups, stats); groups are
     {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
     same groups.
     """
@@ -198,7 +198,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
+                        language=language)
     rescore = _rescorer(cfg["rescore_with"], device)
     given_mode = cfg["given_negatives"]
     given_negs = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
@@ -278,6 +279,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     n_negs = [len(g["neg"]) for g in train_groups]
     stats = {
         "first_stage": cfg["first_stage"],
+        "language": language,
         "window": f"ranks {range_min + 1}..{range_max} (1-based)",
         "queries": len(train_qrels),
         "groups": len(train_groups),

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .language import ISO_639_1
 
 FIRST_STAGES = ("bm25", "dense:base", "dense:finetuned", "dense:merged", "hybrid")
 RERANKERS = ("none", "base", "finetuned", "merged")
@@ -79,6 +80,8 @@ SCHEMA: dict[str, Any] = {
     "seed": Spec(INT, 42, min=0),
     "epochs": Spec(INT, 1, min=1, max=1000),
     "device": Spec(STR, "auto", choices=("auto", "cpu", "cuda", "mps")),
+    # formats (issue 15): the corpus language, an ISO 639-1 code (BM25 stopwords, stemmer, tokens)
+    "language": Spec(STR, "en", choices=ISO_639_1, help="ISO 639-1 code of the corpus"),
     "ingest": {
         "source": Spec(STR, "pydoc", choices=("pydoc", "beir", "documents", "conversations", "groups")),
         "path": Spec(STR, "data/input", help="folder with your data (beir/documents/conversations); "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .chunking import split_sentences
 from .errors import UserError
+from .language import UNSPACED
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ _GENERIC = re.compile(
     r"return hash\(self\)|return len\(self\)|return iter\(self\)|return bool\(self\)|"
     r"for internal use|deprecated|not implemented|todo\b|xxx\b|this module|this class|this function|"
     r"(abstract|internal|private) (method|class|function)|see (the )?(above|below))", re.I)
-_WORD = re.compile(r"[A-Za-z]{2,}")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # letters of any script
+_UNSPACED_CHAR = re.compile(f"[{UNSPACED}]")
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "؟", "।")
 _TOKEN = re.compile(r"\w+")
 
 
@@ -49,16 +52,19 @@ def normalize(text: str) -> str:
 def is_good_query(text: str) -> bool:
     """A query a person could plausibly type: prose, not too short or long, not boilerplate or code."""
     t = " ".join(text.split())
-    if not MIN_QUERY_CHARS <= len(t) <= MAX_QUERY_CHARS:
+    wide = len(_UNSPACED_CHAR.findall(t))  # a Chinese or Korean character says about as much as two Latin ones
+    if not MIN_QUERY_CHARS <= len(t) + wide <= MAX_QUERY_CHARS:
         return False
-    if len(_WORD.findall(t)) < MIN_QUERY_WORDS or _GENERIC.match(t):
+    # Unspaced scripts (Chinese, Japanese, Thai ...): about two characters a word.
+    words = len(_WORD.findall(_UNSPACED_CHAR.sub(" ", t))) + wide // 2
+    if words < MIN_QUERY_WORDS or _GENERIC.match(t):
         return False
     letters = sum(map(str.isalpha, t))
     if letters < 0.6 * len(t):  # mostly symbols/digits: code, a table row or a signature
         return False
     if t.startswith((">>>", "...", "*", "-", "=", ":", "(", "[", "{")) or "::=" in t:
         return False
-    return t[0].isupper() or t[0] in "\"'"
+    return t[0].isupper() or t[0] in "\"'" or (t[0].isalpha() and not t[0].islower())  # caseless scripts
 
 
 def informative_sentences(passage: str) -> list[str]:
@@ -68,7 +74,7 @@ def informative_sentences(passage: str) -> list[str]:
         if para.startswith((" ", "\t")) or para.lstrip().startswith((">>>", "*", "=")):
             continue  # indented blocks are code or grammar in the reference manual
         for sent in split_sentences(para):
-            if is_good_query(sent) and sent.endswith((".", "?", "!")):
+            if is_good_query(sent) and sent.endswith(SENTENCE_ENDS):
                 out.append(sent)
     return out
 

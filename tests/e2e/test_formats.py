@@ -63,3 +63,35 @@ def test_groups_source_repro(project, tmp_path):
     assert view["bm25"]["MRR@10"] > 0.9  # the positive shares the query's words
     assert "Reranking view" in (project / "metrics" / "report.md").read_text()
     assert "bm25" in json.loads((project / "metrics" / "eval.json").read_text())
+
+
+GERMAN_TOPICS = ["Speicher", "Netzwerk", "Abrechnung", "Anmeldung", "Sicherung", "Suche", "Export", "Zwischenspeicher",
+                 "Warnungen", "Protokolle"]
+
+
+def test_german_corpus_with_a_non_bert_model(tmp_path, tiny_xlmr):
+    """language: de with a tiny XLM-RoBERTa (Unigram tokenizer) as embedder and reranker: every stage runs."""
+    from ragtune import io
+
+    from .conftest import make_project
+
+    repo = make_project(tmp_path, tiny_xlmr)
+    folder = tmp_path / "input-de"
+    io.write_corpus(folder / "corpus.jsonl", {f"d{i}": {"title": "", "text": (
+        f"Der Dienst {GERMAN_TOPICS[i % 10]} Nummer {i} schreibt ein Journal seiner Ereignisse und spielt es nach "
+        f"einem Absturz wieder ab.")} for i in range(40)})
+    io.write_queries(folder / "queries.jsonl", {f"q{i}": {"text": f"Welcher Dienst {GERMAN_TOPICS[i % 10]} {i} "
+                                                                 f"spielt sein Journal ab?"} for i in range(30)})
+    io.write_qrels(folder / "qrels" / "train.tsv", {f"q{i}": {f"d{i}": 1} for i in range(24)})
+    io.write_qrels(folder / "qrels" / "test.tsv", {f"q{i}": {f"d{i}": 1} for i in range(24, 30)})
+    _set(repo, language="de", ingest={"source": "beir", "path": str(folder)})
+    run(["dvc", "repro"], repo)
+    mining = json.loads((repo / "metrics" / "mining.json").read_text())
+    assert mining["language"] == "de" and mining["train_recall@20"] == 1.0
+    results = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert results["bm25"]["nDCG@10"] > 0.9  # the number and the topic find the passage
+    assert {"dense:finetuned", "dense:merged", "bm25 + rerank:finetuned"} <= set(results)
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(repo / "models" / "embedder"), device="cpu")
+    assert type(model.tokenizer).__name__.startswith("XLMRoberta") and model.encode(["Katze"]).shape == (1, 32)
