@@ -105,9 +105,13 @@ SCHEMA: dict[str, Any] = {
             "timeout": Spec(NUM, 60.0, min=1.0),
         },
         "conversation": {
-            "query_mode": Spec(STR, "last_turn", choices=("last_turn", "last_n_turns", "rewrite")),
+            "query_mode": Spec(STR, "last_turn", choices=("last_turn", "last_n_turns", "rewrite", "llm_rewrite")),
             "last_n": Spec(INT, 3, min=1),
             "rewrite_field": Spec(STR, "rewrite"),
+            # formats (issue 15): query_mode llm_rewrite asks ingest.llm's endpoint with this prompt
+            "rewrite_prompt": Spec(STR, "Rewrite the last user question of this conversation as one standalone "
+                                        "search query that can be understood without the conversation. Answer "
+                                        "with the query only.\n\nConversation:\n{conversation}"),
         },
     },
     "prepare": {

@@ -212,6 +212,19 @@ def render_prompt(template: str, passage: str, n: int) -> str:
     return template.replace("{n}", str(n)).replace("{passage}", passage)
 
 
+def _queries_entry(n: int):
+    """The cache entry of one reply: {"queries": [...]}; a reply without a query line is a BadResponse."""
+    from .llm import BadResponse
+
+    def parse(reply: str) -> dict:
+        queries = parse_queries(reply, n)
+        if not queries:
+            raise BadResponse("no query lines in the reply")
+        return {"queries": queries}
+
+    return parse
+
+
 def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path | None = None,
         backoff: float = 1.0, stats: dict | None = None) -> tuple[dict[str, str], list[dict]]:
     """Queries from an OpenAI-compatible endpoint (`cfg` is params["ingest"], its "llm" section the
@@ -220,8 +233,7 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
     passage as one small json file; a passage whose requests kept failing is not cached, and is tried
     again on the next run. Returns (passages unchanged, [{"text", "docid", "method"}]) and fills
     `stats` with counts (bad_response, failed, ...)."""
-    from . import io
-    from .llm import BadResponse, Transient, api_key, chat
+    from .llm import Transient, api_key, cached_reply
 
     lcfg, n = cfg["llm"], cfg.get("queries_per_chunk", 1)
     if "{passage}" not in lcfg["prompt"]:
@@ -244,33 +256,20 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
             break
         counts["passages_asked"] += 1
         h = cache_key(passages[docid], lcfg["model"], lcfg["prompt"], n)
-        path = cache / h[:2] / f"{h}.json"
-        entry = None
-        if path.is_file():
-            try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
-                hits += 1
-            except (OSError, json.JSONDecodeError):
-                entry = None  # a damaged cache file: ask again
-        if entry is None:
-            try:
-                reply = chat(render_prompt(lcfg["prompt"], passages[docid], n), lcfg, backoff=backoff, key=key)
-                entry = {"queries": parse_queries(reply, n)}
-                if not entry["queries"]:
-                    entry = {"bad": "no query lines in the reply"}
-            except BadResponse as e:
-                entry = {"bad": str(e)}
-            except Transient as e:
-                counts["failed"] += 1
-                in_a_row += 1
-                log.warning("llm: gave up on passage %s: %s", docid, e)
-                if in_a_row >= MAX_FAILURES_IN_A_ROW:
-                    raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
-                                    f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
-                                    f"cached in {cache}, so a rerun resumes where this stopped") from None
-                continue
-            fresh += 1
-            io.write_json(path, entry)  # atomic: an interrupted run leaves no half-written entry
+        try:
+            entry, asked = cached_reply(render_prompt(lcfg["prompt"], passages[docid], n), lcfg,
+                                        cache / h[:2] / f"{h}.json", _queries_entry(n), backoff=backoff, key=key)
+        except Transient as e:
+            counts["failed"] += 1
+            in_a_row += 1
+            log.warning("llm: gave up on passage %s: %s", docid, e)
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
+                                f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
+                                f"cached in {cache}, so a rerun resumes where this stopped") from None
+            continue
+        fresh += asked
+        hits += not asked
         in_a_row = 0
         if entry.get("bad") is not None or not isinstance(entry.get("queries"), list):
             counts["bad_response"] += 1

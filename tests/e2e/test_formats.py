@@ -95,3 +95,36 @@ def test_german_corpus_with_a_non_bert_model(tmp_path, tiny_xlmr):
 
     model = SentenceTransformer(str(repo / "models" / "embedder"), device="cpu")
     assert type(model.tokenizer).__name__.startswith("XLMRoberta") and model.encode(["Katze"]).shape == (1, 32)
+
+
+def test_conversations_llm_rewrite_repro(project, tmp_path):
+    """query_mode: llm_rewrite against the local fake endpoint: every judged turn rewritten, cached in .cache/rewrite/."""
+    from llm_stub import StubServer
+
+    folder = tmp_path / "input-conv"
+    _jsonl(folder / "corpus.jsonl", [{"_id": f"d{i}", "text": f"The {TOPICS[i % 10]} service number {i} keeps a "
+                                                               f"journal and replays it after a crash."}
+                                     for i in range(60)])
+    convs = []
+    for c in range(15):
+        turns = []
+        for t in range(3):
+            d = c * 3 + t
+            turns += [{"speaker": "user", "text": f"and what about the {TOPICS[d % 10]} service {d}?",
+                       "relevant": [f"d{d}"]},
+                      {"speaker": "agent", "text": f"It keeps a journal of {TOPICS[d % 10]} events."}]
+        convs.append({"id": f"conv{c}", "turns": turns})
+    _jsonl(folder / "conversations.jsonl", convs)
+    with StubServer() as srv:
+        _set(project, ingest={"source": "conversations", "path": str(folder),
+                              "conversation": {"query_mode": "llm_rewrite"},
+                              "llm": {"base_url": srv.base_url, "api_key_env": "RAGTUNE_UNSET_KEY"}})
+        run(["dvc", "repro"], project)
+        assert len(srv.requests) == 45  # one per judged turn
+    ingest = json.loads((project / "metrics" / "ingest.json").read_text())
+    assert ingest["query_mode"] == "llm_rewrite" and ingest["rewrite"]["asked"] == 45
+    queries = [json.loads(x) for x in (project / "data/raw/queries.jsonl").read_text().splitlines()]
+    q = next(q for q in queries if q["_id"] == "conv0::2")
+    assert q["text"] == "and what about the network service 1? (about: and what about the storage service 0?)"
+    assert len(list((project / ".cache" / "rewrite").rglob("*.json"))) == 45
+    assert "nDCG@10" in (project / "metrics" / "report.md").read_text()
