@@ -167,9 +167,9 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining; language is params["language"] (BM25's words). Returns (train_groups, val_groups, stats); groups are
-    {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
-    same groups.
+    for dense and hybrid mining; language is params["language"] (BM25's words). Returns (train_groups,
+    val_groups, stats); groups are {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage
+    scores. Same inputs and seed -> same groups.
     """
     start = time.perf_counter()
     range_min, range_max = cfg["range_min"], cfg["range_max"]
