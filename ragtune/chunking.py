@@ -2,15 +2,22 @@
 
 Chunks end at paragraph, line or sentence boundaries when one is near, so a passage rarely starts or
 stops mid-sentence. "tokens" are counted as words and punctuation marks (a regex, no tokenizer to load):
-close to, and slightly below, a BERT word-piece count for English prose.
+close to, and slightly below, a BERT word-piece count for English prose; in scripts written without
+spaces (Chinese, Japanese, Thai ...) and in Hangul every character counts as a token, as BERT's CJK
+handling does. Nothing here depends on the language setting: the rules follow the script.
 """
 from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-# A sentence ends at . ! ? followed by whitespace and an upper-case letter, digit, quote or bracket.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+from .language import UNSPACED
+
+_TOKEN = re.compile(f"[{UNSPACED}]|[^\\W{UNSPACED}]+|[^\\w\\s]")
+# Sentence ends: . ! ? … then whitespace; danda, Arabic/Urdu question mark and full stop, Armenian,
+# Ethiopic and Myanmar full stops then whitespace; CJK full stops and marks with or without whitespace.
+_BOUNDARY = re.compile(r"(?<=[.!?…])\s+|(?<=[।॥؟۔։።။])\s+|(?<=[。！？｡])\s*")
+_OPENERS = "\"'([“‘«¿¡「『（"
+_CLOSERS = "」』）”’\"')]»。！？｡"
 
 
 def length(text: str, unit: str = "chars") -> int:
@@ -21,10 +28,41 @@ def length(text: str, unit: str = "chars") -> int:
     raise ValueError(f"unknown chunk unit {unit!r}")
 
 
+def _starts_sentence(flat: str, at: int, after_western: bool) -> bool:
+    """After . ! ? a sentence starts with a letter that is not lower-case (upper-case, or a caseless
+    script), a digit, or an opening quote or bracket ("e.g. this" goes on); after a CJK mark, with
+    anything but a closing quote or bracket."""
+    nxt = flat[at]
+    if after_western:
+        return (nxt.isalnum() and not nxt.islower()) or nxt in _OPENERS
+    return nxt not in _CLOSERS
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of one paragraph (line breaks inside a paragraph become spaces)."""
     flat = " ".join(text.split())
-    return [s for s in _SENTENCE_END.split(flat) if s]
+    out, start = [], 0
+    for m in _BOUNDARY.finditer(flat):
+        if m.end() >= len(flat) or m.end() <= start:
+            continue
+        if _starts_sentence(flat, m.end(), flat[m.start() - 1] in ".!?…"):
+            out.append(flat[start:m.start()])
+            start = m.end()
+    out.append(flat[start:])
+    return [s for s in out if s]
+
+
+def _words(sentence: str, size: int, unit: str) -> list[tuple[str, str]]:
+    """(word, separator before it) for the sentence's space-separated words; a word longer than `size`
+    (unspaced text such as Chinese) is cut into slices of `size` characters joined by "", so nothing is
+    lost and no space is added."""
+    out = []
+    for w in sentence.split(" "):
+        if length(w, unit) > size:
+            out.extend((w[i:i + size], " " if i == 0 else "") for i in range(0, len(w), size))
+        else:
+            out.append((w, " "))
+    return out
 
 
 Piece = tuple[str, str]  # (text, separator that joins it to the piece before)
@@ -51,15 +89,15 @@ def _pieces(text: str, size: int, unit: str) -> list[Piece]:
                 sep = " "
                 continue
             cur = ""
-            for w in sent.split(" "):  # a sentence longer than a chunk: cut between words
-                cand = f"{cur} {w}" if cur else w
+            for w, joint in _words(sent, size, unit):  # a sentence longer than a chunk: cut between words
+                cand = f"{cur}{joint}{w}" if cur else w
                 if cur and length(cand, unit) > size:
                     out.append((cur, sep))
-                    sep, cur = " ", w
+                    sep, cur = joint, w
                 else:
                     cur = cand
             if cur:
-                out.append((cur[:size] if unit == "chars" else cur, sep))
+                out.append((cur, sep))
                 sep = " "
     return out
 

@@ -17,7 +17,12 @@ The query text (params ingest.conversation.query_mode):
 - last_turn: the user turn's text;
 - last_n_turns: the last `last_n` turns of either speaker up to and including this one, one per line,
   most recent last;
-- rewrite: the turn's `rewrite_field` (a standalone rewrite of the question); missing is an error.
+- rewrite: the turn's `rewrite_field` (a standalone rewrite of the question); missing is an error;
+- llm_rewrite: an LLM's standalone rewrite of the turn from the conversation so far, asked from the
+  OpenAI-compatible endpoint of params ingest.llm (ragtune.llm: the query generator's client) with the
+  prompt ingest.conversation.rewrite_prompt, each answer cached per turn in .cache/rewrite/. Asked only
+  after the whole file is validated. A turn whose requests kept failing, or whose answer is unusable,
+  is left out and counted (stats "rewrite"); failing 3 turns in a row stops with an error.
 Query metadata: conversation_id, turn, and domain when the conversation has one, so prepare keeps a
 conversation in one split (ragtune.splits groups by conversation_id by default).
 """
@@ -55,8 +60,14 @@ def _relevant(path: Path, lineno: int, field: str, value) -> dict[str, int]:
     return out
 
 
-def _query_text(turns: list[dict], i: int, cfg: dict, path: Path, lineno: int) -> str:
+REWRITE_CACHE = Path(".cache") / "rewrite"  # relative to the cwd (the project root in a stage)
+
+
+def _query_text(turns: list[dict], i: int, cfg: dict, path: Path, lineno: int) -> str | None:
+    """The query text of turn i; None for llm_rewrite, whose texts are asked for after validation."""
     mode = cfg["query_mode"]
+    if mode == "llm_rewrite":
+        return None
     if mode == "last_turn":
         return turns[i]["text"]
     if mode == "last_n_turns":
@@ -70,13 +81,65 @@ def _query_text(turns: list[dict], i: int, cfg: dict, path: Path, lineno: int) -
     return value
 
 
-def read_conversations(folder: Path, cfg: dict, strict: bool = True
-                       ) -> tuple[dict, dict, dict[str, io.Qrels], dict]:
+def render_conversation(turns: list[dict]) -> str:
+    """The conversation so far, one turn a line: `user: ...` / `agent: ...`."""
+    return "\n".join(f"{t['speaker']}: {' '.join(t['text'].split())}" for t in turns)
+
+
+def llm_rewrites(contexts: dict[str, list[dict]], cfg: dict, *, cache_dir: str | Path | None = None,
+                 backoff: float = 1.0) -> tuple[dict[str, str], dict]:
+    """{qid: standalone query} for each judged turn (the last of its `contexts` turns), and counts.
+    `cfg` is params["ingest"]: the endpoint is its "llm" section, the prompt conversation.rewrite_prompt."""
+    from .llm import BadResponse, Transient, api_key, cached_reply
+    from .querygen import MAX_FAILURES_IN_A_ROW, cache_key, parse_queries
+
+    lcfg, template = cfg["llm"], cfg["conversation"]["rewrite_prompt"]
+    cache = Path(cache_dir) if cache_dir is not None else REWRITE_CACHE
+    key = api_key(lcfg)
+
+    def parse(reply: str) -> dict:
+        lines = parse_queries(reply, 1)
+        if not lines:
+            raise BadResponse("no query line in the reply")
+        return {"query": lines[0]}
+
+    out: dict[str, str] = {}
+    counts = {"turns": len(contexts), "asked": 0, "cached": 0, "failed": 0, "bad_response": 0}
+    in_a_row = 0
+    for qid, turns in contexts.items():
+        prompt = template.replace("{conversation}", render_conversation(turns)).replace(
+            "{question}", " ".join(turns[-1]["text"].split()))
+        h = cache_key(prompt, lcfg["model"], template, 1)
+        try:
+            entry, asked = cached_reply(prompt, lcfg, cache / h[:2] / f"{h}.json", parse, backoff=backoff, key=key)
+        except Transient as e:
+            counts["failed"] += 1
+            in_a_row += 1
+            log.warning("llm_rewrite: gave up on turn %s: %s", qid, e)
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for {in_a_row} "
+                                f"turns in a row; the answers so far are cached in {cache}, so a rerun resumes "
+                                f"where this stopped") from None
+            continue
+        in_a_row = 0
+        counts["asked" if asked else "cached"] += 1
+        if isinstance(entry.get("query"), str) and entry["query"].strip():
+            out[qid] = entry["query"]
+        else:
+            counts["bad_response"] += 1
+    log.info("llm_rewrite: %d of %d turns rewritten; %s", len(out), len(contexts), counts)
+    return out, counts
+
+
+def read_conversations(folder: Path, cfg: dict, strict: bool = True, *, cache_dir: str | Path | None = None,
+                       backoff: float = 1.0) -> tuple[dict, dict, dict[str, io.Qrels], dict]:
     """Read and validate a conversations folder; `cfg` is params["ingest"]. Judgments naming an unknown
-    document are an error (file, line, field) when `strict`, else dropped and counted."""
+    document are an error (file, line, field) when `strict`, else dropped and counted. `cache_dir` and
+    `backoff` are for query_mode llm_rewrite (tests pass their own)."""
     corpus = io.CorpusFile(folder / "corpus.jsonl")  # ids in memory, texts streamed when written
     path = folder / "conversations.jsonl"
     conv_cfg = cfg["conversation"]
+    contexts: dict[str, list[dict]] = {}  # llm_rewrite: each judged turn's conversation so far
     queries: dict[str, dict] = {}
     qrels: io.Qrels = {}
     seen: dict[str, int] = {}
@@ -132,8 +195,19 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True
                 metadata["domain"] = domain
             queries[qid] = {"text": _query_text(turns, i, conv_cfg, path, lineno), "metadata": metadata}
             qrels[qid] = judged
+            if queries[qid]["text"] is None:
+                contexts[qid] = turns[:i + 1]
     if not queries:
         raise UserError(f"{path}: no judged user turns (a user turn needs a non-empty \"relevant\" list)")
+    if contexts:
+        texts, stats["rewrite"] = llm_rewrites(contexts, cfg, cache_dir=cache_dir, backoff=backoff)
+        for qid in contexts:
+            if qid in texts:
+                queries[qid]["text"] = texts[qid]
+            else:  # failed or unusable answer: left out, counted, asked again (failed) on the next run
+                del queries[qid], qrels[qid]
+        if not queries:
+            raise UserError(f"params.yaml: ingest.llm: no turn could be rewritten ({stats['rewrite']})")
     if stats["dropped_judgments"]:
         log.warning("ingest: dropped %d judgments pointing at unknown documents", stats["dropped_judgments"])
     stats["query_mode"] = conv_cfg["query_mode"]

@@ -46,7 +46,7 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
     wanted = cfg["first_stages"]
     k = cfg["retrieve_depth"]
     runs: dict[str, dict] = {split: {} for split in split_queries}
-    bm25 = BM25Index(corpus)
+    bm25 = BM25Index(corpus, params["language"])
     for split, queries in split_queries.items():
         runs[split]["bm25"] = bm25.search(queries, k)
     dense_names = [n for n in ("dense:base", "dense:finetuned", "dense:merged")
@@ -103,6 +103,8 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
         test_runs.update({system_name(first, reranker): run for first, run in reranked.items()})
     if "none" not in cfg["rerankers"]:
         test_runs = {s: r for s, r in test_runs.items() if "rerank:" in s}
+    given = _given_candidates(params, corpus, split_queries["test"], qrels["test"], paths, rerankers, device,
+                              cache_dir) if params["ingest"]["source"] == "groups" else {}
 
     means, per_query = {}, {}
     for system, run in test_runs.items():
@@ -112,6 +114,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
 
     write_json(metrics_dir / "eval.json", results)
     write_json(metrics_dir / "rerank_alpha.json", alphas)
+    write_json(metrics_dir / "eval_candidates.json", given)  # {} unless the data brings its candidates
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "
              f"{cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
@@ -122,6 +125,9 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
                              significance=cfg["significance"], seed=params["seed"], notes=notes,
                              groups=_by_group_means(groups))
+    if given:
+        from .candidates import markdown
+        report += markdown(given, len(qrels["test"]))
     write_text(metrics_dir / "report.md", report)
     write_per_query_csv(metrics_dir / "per_query.csv", per_query)
     for system, run in test_runs.items():
@@ -132,6 +138,29 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     best = max(means, key=lambda s: means[s]["nDCG@10"])
     summary(f"{len(means)} systems; best {best} nDCG@10 {means[best]['nDCG@10']:.4f}; "
             f"report in {metrics_dir / 'report.md'}")
+    return results
+
+
+def _given_candidates(params: dict, corpus: dict, queries: dict, qrels: dict, paths: dict, rerankers: list[str],
+                      device: str, cache_dir: Path) -> dict:
+    """MTEB's reranking view (ragtune.candidates): each model ranks each test query's judged documents."""
+    from . import candidates as c
+
+    cfg, emb = params["evaluate"], params["embedder"]
+    cands = c.candidates(qrels)
+    runs = {}
+    for name in cfg["first_stages"]:
+        if name == "bm25":
+            runs[name] = c.bm25_scores(cands, queries, corpus, params["language"])
+        elif name.startswith("dense:"):
+            runs[name] = c.dense_scores(paths[name], cands, queries, corpus, emb=emb, device=device,
+                                        cache_dir=cache_dir)
+    for r in rerankers:
+        runs[f"rerank:{r}"] = c.reranker_scores(paths[f"rerank:{r}"], cands, queries, corpus,
+                                                batch_size=cfg["batch_size"],
+                                                max_length=params["reranker"]["max_length"], device=device)
+    results = c.view(runs, qrels)
+    log.info("reranking view (given candidates): %s", {m: round(v["MAP"], 4) for m, v in results.items()})
     return results
 
 

@@ -5,7 +5,9 @@ Sources (params ingest.source):
 - "beir": a folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv, validated line by line;
 - "documents": a folder of .txt/.md/.html/.jsonl files, chunked, with generated queries;
 - "conversations": a folder with corpus.jsonl and conversations.jsonl (ragtune.conversations), each
-  judged user turn a query.
+  judged user turn a query;
+- "groups": FlagEmbedding training files / MTEB reranking sets, <split>.jsonl of {"query", "pos", "neg"}
+  (ragtune.groups): the texts become the corpus.
 Everything is read and validated before the first file is written.
 """
 from __future__ import annotations
@@ -42,10 +44,13 @@ def ingest(cfg: dict, seed: int, out_dir: str | Path) -> dict[str, Any]:
         corpus, queries, qrels_by_split, stats = read_beir(_folder(cfg), strict=cfg["strict"])
     elif source == "documents":
         corpus, queries, qrels_by_split, stats = read_documents(_folder(cfg), cfg, seed)
-    else:  # conversations
+    elif source == "conversations":
         from .conversations import read_conversations
         corpus, queries, qrels_by_split, stats = read_conversations(_folder(cfg), cfg,
                                                                     strict=cfg["strict"])
+    else:  # groups
+        from .groups import read_groups_folder
+        corpus, queries, qrels_by_split, stats = read_groups_folder(_folder(cfg), strict=cfg["strict"])
     _check_consistent(corpus, queries, qrels_by_split)
     cut = write_raw(Path(out_dir), corpus, queries, qrels_by_split)
     stats = {"source": source, "documents": len(corpus), "queries": len(queries),

@@ -19,6 +19,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
 from .errors import UserError
 
@@ -97,3 +99,24 @@ def chat(prompt: str, cfg: dict, *, backoff: float = 1.0, key: str | None = None
             log.info("llm: %s from %s; retry %d/%d in %.2f s", reason, url, attempt + 1, retries, delay)
             time.sleep(delay)
     raise Transient(f"{reason} after {retries} retries")
+
+
+def cached_reply(prompt: str, cfg: dict, cache_file: Path, parse: Callable[[str], dict], *,
+                 backoff: float = 1.0, key: str | None = None) -> tuple[dict, bool]:
+    """(entry, asked): the entry cached in `cache_file`, else `parse(chat(prompt))` (a BadResponse,
+    or a parse that raises it, is cached as {"bad": why}) written atomically before it is returned.
+    `Transient` propagates and caches nothing, so the item is asked again on the next run. A damaged
+    cache file is asked again."""
+    from .io import write_json
+
+    if cache_file.is_file():
+        try:
+            return json.loads(cache_file.read_text(encoding="utf-8")), False
+        except (OSError, json.JSONDecodeError):
+            pass
+    try:
+        entry = parse(chat(prompt, cfg, backoff=backoff, key=key))
+    except BadResponse as e:
+        entry = {"bad": str(e)}
+    write_json(cache_file, entry)  # atomic: an interrupted run leaves no half-written entry
+    return entry, True

@@ -8,6 +8,11 @@ from a window of the first stage's ranking, after three filters:
      query's best positive score (= (1 - margin) * max_pos for positive scores; the |.| keeps it right
      for negative cosine scores);
   3. optionally a cross-encoder (`rescore_with`): drop candidates whose sigmoid score > rescore_threshold.
+Judged non-relevant documents (qrels grade <= 0: the `neg` texts of a FlagEmbedding / MTEB groups
+file, or any source's 0 judgments) are trusted negatives (mine.given_negatives): with "first" they come
+before the mined ones, in the order judged (no margin or cross-encoder filter: a person or the dataset
+judged them), and the window tops the group up to `num_negatives`; "only" uses them without mining;
+"ignore" treats them like any other document.
 A query short of hard negatives is kept and topped up with random corpus documents (unlike
 sentence-transformers' mine_hard_negatives, which silently drops it); `random_negatives` more random
 documents are added to every group. Random documents are never positives and never come from the
@@ -44,7 +49,7 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str):
+                 cache_dir: str | Path | None, index: str, language: str):
         self.kind = kind
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
@@ -55,7 +60,7 @@ class _FirstStage:
         # Hybrid fuses deeper lists than it keeps, so fused ranks near the cut-off are not truncated.
         sub_depth = depth if kind != "hybrid" else max(2 * depth, 100)
         if kind in ("bm25", "hybrid"):
-            self._bm25 = BM25Index(corpus)
+            self._bm25 = BM25Index(corpus, language)
             self._queries = queries
             runs.append(self._bm25.search(queries, sub_depth))
         if kind in ("dense", "hybrid"):
@@ -150,14 +155,14 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
 
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
-         device: str = "auto", cache_dir: str | Path | None = None
+         device: str = "auto", cache_dir: str | Path | None = None, language: str = "en"
          ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining. Returns (train_groups, val_groups, stats); groups are
-    {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
-    same groups.
+    for dense and hybrid mining; language is params["language"] (BM25's words). Returns (train_groups,
+    val_groups, stats); groups are {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage
+    scores. Same inputs and seed -> same groups.
     """
     start = time.perf_counter()
     range_min, range_max = cfg["range_min"], cfg["range_max"]
@@ -184,8 +189,12 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
+                        language=language)
     rescore = _rescorer(cfg["rescore_with"], device)
+    given_mode = cfg["given_negatives"]
+    given_negs = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
+                  if given_mode != "ignore" else [] for qid in train_pos}
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
 
@@ -197,7 +206,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     train_groups: list[dict] = []
     chosen_ranks: list[int] = []
     c = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0, "rescore_filtered": 0,
-         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0}
+         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0,
+         "given": 0}
     recalls: list[float] = []
     for qid, pos in train_pos.items():
         ranking = [d for d, _ in ranked(stage.run[qid])]
@@ -206,7 +216,10 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
         pos_scores = [stage.score(qid, d) for d in pos]
         best = max(pos_scores)
         threshold = best - abs(best) * margin
-        window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)]
+        given = given_negs[qid][:num_neg]
+        c["given"] += len(given)
+        window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)
+                  if d not in set(given)] if given_mode != "only" else []
         c["window_candidates"] += len(window)
         cands = []
         for r, d in window:
@@ -220,7 +233,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
             # Rescore best-first in chunks until enough survive: every chosen negative passed the
             # cross-encoder, and the costly model sees few more pairs than needed.
             kept, i = [], 0
-            while len(kept) < num_neg and i < len(cands):
+            while len(kept) < num_neg - len(given) and i < len(cands):
                 chunk = cands[i:i + 2 * num_neg]
                 probs = rescore(qtexts[qid], [t(d) for _, d in chunk])
                 passed = [rd for rd, p in zip(chunk, probs) if p <= cfg["rescore_threshold"]]
@@ -228,15 +241,15 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
                 kept += passed
                 i += len(chunk)
             cands = kept
-        hard = cands[:num_neg]
+        hard = cands[:num_neg - len(given)]
         chosen_ranks.extend(r for r, _ in hard)
-        neg = [d for _, d in hard]
+        neg = given + [d for _, d in hard]
         rng = random.Random(f"{seed}:{qid}")  # per query: one query's draws do not shift another's
-        exclude = pos_set | set(ranking[:range_max])
-        if len(hard) < num_neg:
+        exclude = pos_set | set(ranking[:range_max]) | set(given)
+        if len(neg) < num_neg:
             c["queries_short"] += 1
-            c["queries_without_hard_negatives"] += not hard
-            topup = _random_docs(rng, doc_ids, num_neg - len(hard), exclude)
+            c["queries_without_hard_negatives"] += not neg
+            topup = _random_docs(rng, doc_ids, num_neg - len(neg), exclude)
             c["random_topup"] += len(topup)
             neg += topup
         if n_random:
@@ -257,6 +270,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     n_negs = [len(g["neg"]) for g in train_groups]
     stats = {
         "first_stage": cfg["first_stage"],
+        "language": language,
         "window": f"ranks {range_min + 1}..{range_max} (1-based)",
         "queries": len(train_qrels),
         "groups": len(train_groups),
@@ -272,6 +286,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
         "false_negative_filtered": c["margin_filtered"],
         "false_negative_filtered_share": round(c["margin_filtered"] / max(c["window_candidates"], 1), 4),
         "rescore_filtered": c["rescore_filtered"],
+        "given_negatives": given_mode,
+        "given_negatives_used": c["given"],
         "queries_short_of_negatives": c["queries_short"],
         "queries_without_hard_negatives": c["queries_without_hard_negatives"],
         "random_negatives_topup": c["random_topup"],

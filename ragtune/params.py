@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import UserError
+from .language import ISO_639_1
 
 FirstStageName = Literal["bm25", "dense:base", "dense:finetuned", "dense:merged", "hybrid"]
 RerankerName = Literal["none", "base", "finetuned", "merged"]
@@ -118,13 +119,23 @@ class Llm(Section):
 
 
 class Conversation(Section):
-    query_mode: Literal["last_turn", "last_n_turns", "rewrite"] = "last_turn"
+    query_mode: Literal["last_turn", "last_n_turns", "rewrite", "llm_rewrite"] = "last_turn"
     last_n: int = Field(3, ge=1)
     rewrite_field: str = "rewrite"
+    # query_mode llm_rewrite asks ingest.llm's endpoint with this prompt
+    rewrite_prompt: str = ("Rewrite the last user question of this conversation as one standalone search query "
+                           "that can be understood without the conversation. Answer with the query only."
+                           "\n\nConversation:\n{conversation}")
+
+    @model_validator(mode="after")
+    def _prompt_has_conversation(self) -> Conversation:
+        if "{conversation}" not in self.rewrite_prompt:
+            raise _bad("ingest.conversation.rewrite_prompt", "must contain {conversation} (and may use {question})")
+        return self
 
 
 class Ingest(Section):
-    source: Literal["pydoc", "beir", "documents", "conversations"] = "pydoc"
+    source: Literal["pydoc", "beir", "documents", "conversations", "groups"] = "pydoc"
     path: str = Field("data/input", min_length=1)
     strict: bool = True
     max_passages: int = Field(1200, ge=10)
@@ -170,6 +181,8 @@ class Mine(Section):
     rescore_with: Optional[str] = None
     rescore_threshold: Num = Field(0.5, ge=0.0, le=1.0)
     index: Literal["flat", "hnsw", "ivf"] = "flat"
+    # judged non-relevant docs (qrels grade <= 0): first = before mined ones, only = no mining, ignore
+    given_negatives: Literal["first", "only", "ignore"] = "first"
 
     @model_validator(mode="after")
     def _window_not_empty(self) -> Mine:
@@ -244,6 +257,7 @@ class Params(Section):
     seed: int = Field(42, ge=0)
     epochs: int = Field(1, ge=1, le=1000)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    language: Literal[ISO_639_1] = "en"  # ISO 639-1 code of the corpus: BM25 stopwords, stemmer, tokens
     ingest: Ingest = Field(default_factory=Ingest)
     prepare: Prepare = Field(default_factory=Prepare)
     mine: Mine = Field(default_factory=Mine)

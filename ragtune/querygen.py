@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .chunking import split_sentences
 from .errors import UserError
+from .language import UNSPACED
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ _GENERIC = re.compile(
     r"return hash\(self\)|return len\(self\)|return iter\(self\)|return bool\(self\)|"
     r"for internal use|deprecated|not implemented|todo\b|xxx\b|this module|this class|this function|"
     r"(abstract|internal|private) (method|class|function)|see (the )?(above|below))", re.I)
-_WORD = re.compile(r"[A-Za-z]{2,}")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # letters of any script
+_UNSPACED_CHAR = re.compile(f"[{UNSPACED}]")
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "؟", "।")
 _TOKEN = re.compile(r"\w+")
 
 
@@ -49,16 +52,19 @@ def normalize(text: str) -> str:
 def is_good_query(text: str) -> bool:
     """A query a person could plausibly type: prose, not too short or long, not boilerplate or code."""
     t = " ".join(text.split())
-    if not MIN_QUERY_CHARS <= len(t) <= MAX_QUERY_CHARS:
+    wide = len(_UNSPACED_CHAR.findall(t))  # a Chinese or Korean character says about as much as two Latin ones
+    if not MIN_QUERY_CHARS <= len(t) + wide <= MAX_QUERY_CHARS:
         return False
-    if len(_WORD.findall(t)) < MIN_QUERY_WORDS or _GENERIC.match(t):
+    # Unspaced scripts (Chinese, Japanese, Thai ...): about two characters a word.
+    words = len(_WORD.findall(_UNSPACED_CHAR.sub(" ", t))) + wide // 2
+    if words < MIN_QUERY_WORDS or _GENERIC.match(t):
         return False
     letters = sum(map(str.isalpha, t))
     if letters < 0.6 * len(t):  # mostly symbols/digits: code, a table row or a signature
         return False
     if t.startswith((">>>", "...", "*", "-", "=", ":", "(", "[", "{")) or "::=" in t:
         return False
-    return t[0].isupper() or t[0] in "\"'"
+    return t[0].isupper() or t[0] in "\"'" or (t[0].isalpha() and not t[0].islower())  # caseless scripts
 
 
 def informative_sentences(passage: str) -> list[str]:
@@ -68,7 +74,7 @@ def informative_sentences(passage: str) -> list[str]:
         if para.startswith((" ", "\t")) or para.lstrip().startswith((">>>", "*", "=")):
             continue  # indented blocks are code or grammar in the reference manual
         for sent in split_sentences(para):
-            if is_good_query(sent) and sent.endswith((".", "?", "!")):
+            if is_good_query(sent) and sent.endswith(SENTENCE_ENDS):
                 out.append(sent)
     return out
 
@@ -206,6 +212,19 @@ def render_prompt(template: str, passage: str, n: int) -> str:
     return template.replace("{n}", str(n)).replace("{passage}", passage)
 
 
+def _queries_entry(n: int):
+    """The cache entry of one reply: {"queries": [...]}; a reply without a query line is a BadResponse."""
+    from .llm import BadResponse
+
+    def parse(reply: str) -> dict:
+        queries = parse_queries(reply, n)
+        if not queries:
+            raise BadResponse("no query lines in the reply")
+        return {"queries": queries}
+
+    return parse
+
+
 def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path | None = None,
         backoff: float = 1.0, stats: dict | None = None) -> tuple[dict[str, str], list[dict]]:
     """Queries from an OpenAI-compatible endpoint (`cfg` is params["ingest"], its "llm" section the
@@ -214,8 +233,7 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
     passage as one small json file; a passage whose requests kept failing is not cached, and is tried
     again on the next run. Returns (passages unchanged, [{"text", "docid", "method"}]) and fills
     `stats` with counts (bad_response, failed, ...)."""
-    from . import io
-    from .llm import BadResponse, Transient, api_key, chat
+    from .llm import Transient, api_key, cached_reply
 
     lcfg, n = cfg["llm"], cfg["queries_per_chunk"]
     budget = cfg["max_queries"]
@@ -236,33 +254,20 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
             break
         counts["passages_asked"] += 1
         h = cache_key(passages[docid], lcfg["model"], lcfg["prompt"], n)
-        path = cache / h[:2] / f"{h}.json"
-        entry = None
-        if path.is_file():
-            try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
-                hits += 1
-            except (OSError, json.JSONDecodeError):
-                entry = None  # a damaged cache file: ask again
-        if entry is None:
-            try:
-                reply = chat(render_prompt(lcfg["prompt"], passages[docid], n), lcfg, backoff=backoff, key=key)
-                entry = {"queries": parse_queries(reply, n)}
-                if not entry["queries"]:
-                    entry = {"bad": "no query lines in the reply"}
-            except BadResponse as e:
-                entry = {"bad": str(e)}
-            except Transient as e:
-                counts["failed"] += 1
-                in_a_row += 1
-                log.warning("llm: gave up on passage %s: %s", docid, e)
-                if in_a_row >= MAX_FAILURES_IN_A_ROW:
-                    raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
-                                    f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
-                                    f"cached in {cache}, so a rerun resumes where this stopped") from None
-                continue
-            fresh += 1
-            io.write_json(path, entry)  # atomic: an interrupted run leaves no half-written entry
+        try:
+            entry, asked = cached_reply(render_prompt(lcfg["prompt"], passages[docid], n), lcfg,
+                                        cache / h[:2] / f"{h}.json", _queries_entry(n), backoff=backoff, key=key)
+        except Transient as e:
+            counts["failed"] += 1
+            in_a_row += 1
+            log.warning("llm: gave up on passage %s: %s", docid, e)
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
+                                f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
+                                f"cached in {cache}, so a rerun resumes where this stopped") from None
+            continue
+        fresh += asked
+        hits += not asked
         in_a_row = 0
         if entry.get("bad") is not None or not isinstance(entry.get("queries"), list):
             counts["bad_response"] += 1

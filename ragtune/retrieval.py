@@ -1,6 +1,7 @@
 """First-stage retrieval behind one shape: a run is {qid: {docid: score}} (what pytrec_eval takes).
 
-- BM25 (bm25s, English stopwords, no stemming): `BM25Index(corpus).search(queries, k)`.
+- BM25 (bm25s; words, stopwords and stemmer of params `language`, see ragtune.language):
+  `BM25Index(corpus, language).search(queries, k)`.
 - Dense (sentence-transformers embeddings, FAISS inner product on L2-normalised vectors = cosine):
   `DenseIndex(embeddings, doc_ids).search(query_embeddings, qids, k)` or `dense_search`.
 - Fusion: `rrf(runs)`, reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009).
@@ -58,30 +59,42 @@ class BM25Index:
     out of runs: they carry no signal and would otherwise be arbitrary filler.
     """
 
-    def __init__(self, corpus: Mapping[str, Mapping[str, str]], *, k1: float = 1.5, b: float = 0.75,
-                 stopwords: str | list[str] | None = "english", show_progress: bool = False):
-        import bm25s
+    def __init__(self, corpus: Mapping[str, Mapping[str, str]], language: str = "en", *, k1: float = 1.5,
+                 b: float = 0.75, show_progress: bool = False):
+        from . import language as lang
 
         if not corpus:
             raise UserError("BM25: the corpus is empty")
-        self._bm25s = bm25s
-        self.stopwords = stopwords
+        self.language = language
+        self._stemmer = lang.stemmer(language)
         self.doc_ids = sorted(corpus)  # index order = doc id order, so ties break by doc id
         self._pos = {d: i for i, d in enumerate(self.doc_ids)}
         start = time.perf_counter()
-        tokens = bm25s.tokenize([doc_text(corpus[d]) for d in self.doc_ids], stopwords=stopwords,
-                                return_ids=True, show_progress=show_progress)
+        tokens = self._tokenize([doc_text(corpus[d]) for d in self.doc_ids], return_ids=True,
+                                show_progress=show_progress)
+        import bm25s
+
         self.retriever = bm25s.BM25(k1=k1, b=b)
         self.retriever.index(tokens, show_progress=show_progress)
-        log.info("BM25 index: %d documents, %d terms, built in %.1f s", len(self.doc_ids),
-                 len(self.retriever.vocab_dict), time.perf_counter() - start)
+        log.info("BM25 index: %d documents, %d terms, built in %.1f s (%s)", len(self.doc_ids),
+                 len(self.retriever.vocab_dict), time.perf_counter() - start, lang.describe(language))
+
+    def _tokenize(self, texts: list[str], *, return_ids: bool, show_progress: bool = False):
+        """ragtune.language's words, joined and handed to bm25s for its vocabulary and the stemmer."""
+        import bm25s
+
+        from .language import words
+
+        joined = [" ".join(words(t, self.language)) for t in texts]
+        return bm25s.tokenize(joined, lower=False, token_pattern=r"\S+", stopwords=None, stemmer=self._stemmer,
+                              return_ids=return_ids, show_progress=show_progress)
 
     def position(self, doc_id: str) -> int:
         """Where a document's score sits in score_query's vector."""
         return self._pos[doc_id]
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        tokens = self._bm25s.tokenize(texts, stopwords=self.stopwords, return_ids=False, show_progress=False)
+        tokens = self._tokenize(texts, return_ids=False)
         return [self.retriever.get_tokens_ids(t) for t in tokens]
 
     def _scores(self, ids: list[int]) -> np.ndarray:

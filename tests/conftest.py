@@ -28,6 +28,14 @@ def tiny_model(tmp_path_factory) -> str:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory) -> str:
+    """A tiny random XLM-RoBERTa with a Unigram (SentencePiece-style) tokenizer, as a sentence-transformers folder."""
+    from tiny_model import build_tiny_xlmr
+
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny-xlmr"))
+
+
 @pytest.fixture
 def scifact() -> Path:
     if not (SCIFACT / "corpus.jsonl").is_file():

@@ -6,6 +6,7 @@ What it answers depends on a marker in the prompt:
   MALFORMED    -> a body that is not JSON
   EMPTY        -> a well-formed completion with empty content
   WRONGSHAPE   -> JSON without choices[0].message.content
+  "Conversation:" (a rewrite prompt) -> "<last turn's text> (about: <first turn's text>)"
   otherwise    -> "1. <query>\n2. <query>..." with n queries naming the passage's first words
 Every request is recorded (path, headers, JSON body) in `server.requests`.
 """
@@ -46,6 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": ""}}]}).encode()
         elif "WRONGSHAPE" in prompt:
             payload = json.dumps({"result": "queries go here"}).encode()
+        if payload is None and "Conversation:" in prompt:
+            turns = [t.split(": ", 1)[-1] for t in prompt.split("Conversation:")[-1].strip().splitlines()]
+            payload = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                           "content": f"{turns[-1]} (about: {turns[0]})"}}]}).encode()
         if payload is None:
             n = int(re.search(r"Write (\d+)", prompt).group(1)) if re.search(r"Write (\d+)", prompt) else 1
             words = prompt.split("Passage:")[-1].split()[:3]

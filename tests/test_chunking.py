@@ -51,3 +51,20 @@ def test_token_unit_counts_words_and_punctuation():
 def test_bad_sizes_raise():
     with pytest.raises(ValueError):
         chunk_text("x", size=10, overlap=10)
+
+
+def test_sentences_in_other_scripts_and_punctuation():
+    text = ("Привет мир. Как дела? Über alles! z.B. dies. 서울은 크다. 부산도 크다. 我很好。你呢？「好。」他说。"
+            "क्या हाल है। ठीक है।")
+    assert split_sentences(text) == ["Привет мир.", "Как дела?", "Über alles! z.B. dies.", "서울은 크다.",
+                                     "부산도 크다.", "我很好。", "你呢？", "「好。」他说。", "क्या हाल है।", "ठीक है।"]
+
+
+def test_unspaced_text_counts_characters_and_is_never_cut_off():
+    from ragtune.chunking import length
+
+    assert length("我很好你呢", "tokens") == 5 and length("Hello, world", "tokens") == 3
+    text = "北京是中国的首都" * 20  # 160 characters, no space, no sentence end
+    for unit in ("chars", "tokens"):
+        chunks = chunk_text(text, 50, 10, unit)
+        assert "".join(chunks) == text and all(length(c, unit) <= 75 for c in chunks)  # a tiny last one is merged

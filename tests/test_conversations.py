@@ -106,3 +106,57 @@ def test_no_judged_turns_and_missing_files(tmp_path):
     (tmp_path / "conv" / "conversations.jsonl").unlink()
     with pytest.raises(UserError, match=r"conversations.jsonl: file not found"):
         read_conversations(tmp_path / "conv", _cfg())
+
+
+def _llm_cfg(srv, **conv):
+    cfg = _cfg(query_mode="llm_rewrite", **conv)
+    cfg["llm"].update(base_url=srv.base_url, max_retries=1, api_key_env="RAGTUNE_TEST_REWRITE_KEY")
+    return cfg
+
+
+def test_llm_rewrite_asks_once_per_judged_turn_and_caches(tmp_path, monkeypatch):
+    from llm_stub import StubServer
+
+    monkeypatch.setenv("RAGTUNE_TEST_REWRITE_KEY", "sk-rewrite-secret")
+    folder, cache = _folder(tmp_path, [CONV]), tmp_path / "cache"
+    with StubServer() as srv:
+        _, q, qrels, stats = read_conversations(folder, _llm_cfg(srv), cache_dir=cache, backoff=0.001)
+        assert len(srv.requests) == 2  # the two judged user turns; the unjudged "Thanks!" is not asked
+        prompt = json.loads(srv.requests[1]["body"])["messages"][0]["content"]
+        assert prompt.endswith("Conversation:\nuser: How do I reset my password?\nagent: Open Settings, then "
+                               "Reset password.\nuser: And on mobile?")  # the conversation so far, nothing after
+        assert srv.requests[0]["headers"]["Authorization"] == "Bearer sk-rewrite-secret"
+        assert q["c1::2"]["text"] == "And on mobile? (about: How do I reset my password?)"
+        assert stats["rewrite"] == {"turns": 2, "asked": 2, "cached": 0, "failed": 0, "bad_response": 0}
+        _, again, _, stats = read_conversations(folder, _llm_cfg(srv), cache_dir=cache, backoff=0.001)
+        assert len(srv.requests) == 2 and again == q and stats["rewrite"]["cached"] == 2  # from the cache
+    files = list(cache.rglob("*.json"))
+    assert len(files) == 2 and not any("sk-rewrite-secret" in f.read_text() for f in files)
+
+
+def test_llm_rewrite_failures_are_left_out_and_counted(tmp_path):
+    from llm_stub import StubServer
+
+    bad = json.loads(json.dumps(CONV))
+    bad["turns"][2]["text"] = "And on mobile? FAIL500"
+    other = {"id": "c2", "turns": [{"speaker": "user", "text": "When are invoices sent? MALFORMED",
+                                    "relevant": ["d3"]}]}
+    with StubServer() as srv:
+        _, q, qrels, stats = read_conversations(_folder(tmp_path, [bad, other]), _llm_cfg(srv),
+                                                cache_dir=tmp_path / "cache", backoff=0.001)
+    assert list(q) == ["c1::1"] and list(qrels["all"]) == ["c1::1"]
+    assert stats["rewrite"]["failed"] == 1 and stats["rewrite"]["bad_response"] == 1
+
+
+def test_llm_rewrite_prompt_must_name_the_conversation(tmp_path):
+    from llm_stub import StubServer
+
+    with StubServer() as srv, pytest.raises(UserError, match=r"^params.yaml: ingest.conversation.rewrite_prompt: "
+                                                            r"must contain \{conversation\}"):
+        read_conversations(_folder(tmp_path, [CONV]), _llm_cfg(srv, rewrite_prompt="Rewrite: {question}"),
+                           cache_dir=tmp_path / "cache")
+    # A bad line is reported before anything is asked.
+    with StubServer() as srv, pytest.raises(UserError, match=r"conversations.jsonl:2: field 'turns\[0\].speaker'"):
+        read_conversations(_folder(tmp_path, [CONV, {"id": "c2", "turns": [{"speaker": "bot", "text": "hi"}]}]),
+                           _llm_cfg(srv), cache_dir=tmp_path / "cache")
+    assert srv.requests == []

@@ -123,3 +123,23 @@ def test_cross_encoder_rescoring(tiny_model):
     (g,), _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=0.0))  # everything above 0
     assert stats["rescore_filtered"] == 6 and stats["random_negatives_topup"] == 3
     assert not set(negs(g)) & {"pos", "near", "ab", "ac", "bc", "a", "b", "c"}
+
+
+def test_given_negatives_come_first_then_the_window_tops_up():
+    # z1 and c are judged non-relevant (grade 0): trusted negatives, in the order judged, before mined ones.
+    train = {"q": {"pos": 1, "z1": 0, "c": 0}}
+    (g,), _, stats = run(cfg(given_negatives="first"), train=train)
+    assert negs(g) == ["z1", "c", "ab"]  # z1 is not even retrieved; ab is the best mined candidate
+    assert stats["given_negatives_used"] == 2
+    (g,), _, _ = run(cfg(given_negatives="first", num_negatives=1), train=train)
+    assert negs(g) == ["z1"]
+    # only: no window; a query short of given negatives is topped up at random, never with a positive
+    (g,), _, stats = run(cfg(given_negatives="only"), train=train)
+    assert negs(g)[:2] == ["z1", "c"] and len(g["neg"]) == 3 and "pos" not in negs(g)
+    assert stats["random_negatives_topup"] == 1 and stats["window_candidates"] == 0
+    # ignore: mined as if unjudged (near is the top mined candidate when margin 0 lets it through)
+    (g,), _, stats = run(cfg(given_negatives="ignore"), train=train)
+    assert "z1" not in negs(g) and stats["given_negatives_used"] == 0
+    # the near-duplicate "near" is never dropped by the margin when it is judged non-relevant
+    (g,), _, _ = run(cfg(given_negatives="first"), train={"q": {"pos": 1, "near": 0}})
+    assert negs(g)[0] == "near"

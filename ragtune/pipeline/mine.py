@@ -21,7 +21,7 @@ def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stat
     val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
     train_groups, val_groups, stats = mine_groups(
         corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
-        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR)
+        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR, language=params["language"])
     if not train_groups:
         raise UserError("mine: no training groups (are there train queries with positives?)")
     with atomic_output(out_dir, is_dir=True) as tmp:
