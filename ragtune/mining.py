@@ -165,12 +165,34 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     scores. Same inputs and seed -> same groups.
     """
     start = time.perf_counter()
-    range_min, range_max = cfg["range_min"], cfg["range_max"]
-    num_neg, n_random, margin = cfg["num_negatives"], cfg["random_negatives"], cfg["relative_margin"]
     skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
     train_pos = _positives(train_qrels, corpus, queries, "train", skipped)
     val_skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
     val_pos = _positives(val_qrels, corpus, queries, "val", val_skipped)
+    _check_sizes(cfg, corpus, train_pos, val_pos)
+
+    # Val needs val_depth non-positives, so it looks a little deeper: one extra slot per positive.
+    max_pos = max(len(p) for p in [*train_pos.values(), *val_pos.values()])
+    qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
+    depth = max(cfg["range_max"], cfg["val_depth"]) + max_pos
+    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
+                        language=language)
+    given = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
+             if cfg["given_negatives"] != "ignore" else [] for qid in train_pos}
+    miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device), given)
+    train_groups = [miner.train_group(qid, pos) for qid, pos in train_pos.items()]
+    val_groups = [miner.val_group(qid, pos) for qid, pos in val_pos.items()]
+    stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels), n_val=len(val_qrels),
+                   skipped=skipped, language=language)
+    log.info("mined %d train groups (%.1f negatives each, %d queries short) and %d val groups in %.1f s",
+             len(train_groups), stats["negatives_per_group_mean"], miner.counts["queries_short"],
+             len(val_groups), time.perf_counter() - start)
+    return train_groups, val_groups, stats
+
+
+def _check_sizes(cfg: Mapping[str, Any], corpus: Mapping, train_pos: dict, val_pos: dict) -> None:
+    num_neg, n_random = cfg["num_negatives"], cfg["random_negatives"]
     if not train_pos:
         raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine")
     # Negatives are distinct non-positive documents: a corpus that small cannot fill a group.
@@ -184,97 +206,114 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     if overlap:
         raise UserError(f"train and val qrels share {len(overlap)} queries (e.g. '{min(overlap)}')")
 
-    # Val needs val_depth non-positives, so it looks a little deeper: one extra slot per positive.
-    max_pos = max(len(p) for p in [*train_pos.values(), *val_pos.values()])
-    qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
-    depth = max(range_max, cfg["val_depth"]) + max_pos
-    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
-                        language=language)
-    rescore = _rescorer(cfg["rescore_with"], device)
-    given_mode = cfg["given_negatives"]
-    given_negs = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
-                  if given_mode != "ignore" else [] for qid in train_pos}
-    doc_ids = sorted(corpus)
-    text = {}  # doc_text cache: positives recur across groups
 
-    def t(d: str) -> str:
-        if d not in text:
-            text[d] = doc_text(corpus[d])
-        return text[d]
+class _Miner:
+    """Builds one query's group at a time from the first stage's ranking, counting what it filtered."""
 
-    train_groups: list[dict] = []
-    chosen_ranks: list[int] = []
-    c = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0, "rescore_filtered": 0,
-         "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0,
-         "given": 0}
-    recalls: list[float] = []
-    for qid, pos in train_pos.items():
-        ranking = [d for d, _ in ranked(stage.run[qid])]
-        pos_set = set(pos)
-        recalls.append(len(pos_set & set(ranking[:range_max])) / len(pos_set))
-        pos_scores = [stage.score(qid, d) for d in pos]
-        best = max(pos_scores)
-        threshold = best - abs(best) * margin
-        given = given_negs[qid][:num_neg]
-        c["given"] += len(given)
+    def __init__(self, corpus: Mapping, stage: _FirstStage, qtexts: dict[str, str], cfg: Mapping[str, Any],
+                 seed: int, rescore, given: dict[str, list[str]]):
+        self.corpus, self.stage, self.qtexts, self.cfg, self.seed, self.rescore = (
+            corpus, stage, qtexts, cfg, seed, rescore)
+        self.given = given  # judged non-relevant docs per train query (mine.given_negatives)
+        self.doc_ids = sorted(corpus)
+        self._text: dict[str, str] = {}  # doc_text cache: positives recur across groups
+        self.chosen_ranks: list[int] = []
+        self.recalls: list[float] = []
+        self.counts = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0,
+                       "rescore_filtered": 0, "queries_short": 0, "random_topup": 0, "random_extra": 0,
+                       "queries_without_hard_negatives": 0, "given": 0}
+
+    def text(self, d: str) -> str:
+        if d not in self._text:
+            self._text[d] = doc_text(self.corpus[d])
+        return self._text[d]
+
+    def _group(self, qid: str, pos: list[str], neg: list[str], pos_scores: list[float] | None = None) -> dict:
+        score = self.stage.score
+        return {"query": self.qtexts[qid], "pos": [self.text(d) for d in pos], "neg": [self.text(d) for d in neg],
+                "pos_scores": pos_scores if pos_scores is not None else [score(qid, d) for d in pos],
+                "neg_scores": [score(qid, d) for d in neg]}
+
+    def _candidates(self, qid: str, ranking: list[str], pos_set: set[str], threshold: float,
+                    skip: set[str]) -> list[tuple]:
+        """(rank, doc) in the window, not in `skip`, that are no positive and score below the
+        false-negative margin."""
+        range_min, range_max, c = self.cfg["range_min"], self.cfg["range_max"], self.counts
         window = [(r, d) for r, d in enumerate(ranking[range_min:range_max], start=range_min + 1)
-                  if d not in set(given)] if given_mode != "only" else []
+                  if d not in skip]
         c["window_candidates"] += len(window)
         cands = []
         for r, d in window:
             if d in pos_set:
                 c["positives_in_window"] += 1
-            elif stage.run[qid][d] >= threshold:
+            elif self.stage.run[qid][d] >= threshold:
                 c["margin_filtered"] += 1
             else:
                 cands.append((r, d))
-        if rescore is not None:
-            # Rescore best-first in chunks until enough survive: every chosen negative passed the
-            # cross-encoder, and the costly model sees few more pairs than needed.
-            kept, i = [], 0
-            while len(kept) < num_neg - len(given) and i < len(cands):
-                chunk = cands[i:i + 2 * num_neg]
-                probs = rescore(qtexts[qid], [t(d) for _, d in chunk])
-                passed = [rd for rd, p in zip(chunk, probs) if p <= cfg["rescore_threshold"]]
-                c["rescore_filtered"] += len(chunk) - len(passed)
-                kept += passed
-                i += len(chunk)
-            cands = kept
+        return cands
+
+    def _rescored(self, qid: str, cands: list[tuple], need: int) -> list[tuple]:
+        # Rescore best-first in chunks until `need` survive: every chosen negative passed the
+        # cross-encoder, and the costly model sees few more pairs than needed.
+        num_neg = self.cfg["num_negatives"]
+        kept, i = [], 0
+        while len(kept) < need and i < len(cands):
+            chunk = cands[i:i + 2 * num_neg]
+            probs = self.rescore(self.qtexts[qid], [self.text(d) for _, d in chunk])
+            passed = [rd for rd, p in zip(chunk, probs) if p <= self.cfg["rescore_threshold"]]
+            self.counts["rescore_filtered"] += len(chunk) - len(passed)
+            kept += passed
+            i += len(chunk)
+        return kept
+
+    def train_group(self, qid: str, pos: list[str]) -> dict:
+        cfg, c = self.cfg, self.counts
+        num_neg, n_random, range_max = cfg["num_negatives"], cfg["random_negatives"], cfg["range_max"]
+        ranking = [d for d, _ in ranked(self.stage.run[qid])]
+        pos_set = set(pos)
+        self.recalls.append(len(pos_set & set(ranking[:range_max])) / len(pos_set))
+        pos_scores = [self.stage.score(qid, d) for d in pos]
+        best = max(pos_scores)
+        given = self.given[qid][:num_neg]  # trusted negatives first (mine.given_negatives)
+        c["given"] += len(given)
+        cands = [] if cfg["given_negatives"] == "only" else self._candidates(
+            qid, ranking, pos_set, threshold=best - abs(best) * cfg["relative_margin"], skip=set(given))
+        if self.rescore is not None:
+            cands = self._rescored(qid, cands, need=num_neg - len(given))
         hard = cands[:num_neg - len(given)]
-        chosen_ranks.extend(r for r, _ in hard)
+        self.chosen_ranks.extend(r for r, _ in hard)
         neg = given + [d for _, d in hard]
-        rng = random.Random(f"{seed}:{qid}")  # per query: one query's draws do not shift another's
+        rng = random.Random(f"{self.seed}:{qid}")  # per query: one query's draws do not shift another's
         exclude = pos_set | set(ranking[:range_max]) | set(given)
         if len(neg) < num_neg:
             c["queries_short"] += 1
             c["queries_without_hard_negatives"] += not neg
-            topup = _random_docs(rng, doc_ids, num_neg - len(neg), exclude)
+            topup = _random_docs(rng, self.doc_ids, num_neg - len(neg), exclude)
             c["random_topup"] += len(topup)
             neg += topup
         if n_random:
-            extra = _random_docs(rng, doc_ids, n_random, exclude | set(neg))
+            extra = _random_docs(rng, self.doc_ids, n_random, exclude | set(neg))
             c["random_extra"] += len(extra)
             neg += extra
-        train_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
-                             "pos_scores": pos_scores, "neg_scores": [stage.score(qid, d) for d in neg]})
+        return self._group(qid, pos, neg, pos_scores)
 
-    val_groups: list[dict] = []
-    for qid, pos in val_pos.items():
+    def val_group(self, qid: str, pos: list[str]) -> dict:
         pos_set = set(pos)
-        neg = [d for d, _ in ranked(stage.run[qid]) if d not in pos_set][:cfg["val_depth"]]
-        val_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
-                           "pos_scores": [stage.score(qid, d) for d in pos],
-                           "neg_scores": [stage.score(qid, d) for d in neg]})
+        neg = [d for d, _ in ranked(self.stage.run[qid]) if d not in pos_set][:self.cfg["val_depth"]]
+        return self._group(qid, pos, neg)
 
+
+def _stats(cfg: Mapping[str, Any], miner: _Miner, train_groups: list[dict], val_groups: list[dict], *,
+           n_train: int, n_val: int, skipped: dict, language: str) -> dict[str, Any]:
+    c, chosen_ranks = miner.counts, miner.chosen_ranks
     n_negs = [len(g["neg"]) for g in train_groups]
-    stats = {
+    return {
         "first_stage": cfg["first_stage"],
         "language": language,
-        "window": f"ranks {range_min + 1}..{range_max} (1-based)",
-        "queries": len(train_qrels),
+        "window": f"ranks {cfg['range_min'] + 1}..{cfg['range_max']} (1-based)",
+        "queries": n_train,
         "groups": len(train_groups),
-        "val_queries": len(val_qrels),
+        "val_queries": n_val,
         "val_groups": len(val_groups),
         "skipped_train_queries": skipped,
         "negatives_per_group_mean": round(statistics.fmean(n_negs), 4),
@@ -286,17 +325,13 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
         "false_negative_filtered": c["margin_filtered"],
         "false_negative_filtered_share": round(c["margin_filtered"] / max(c["window_candidates"], 1), 4),
         "rescore_filtered": c["rescore_filtered"],
-        "given_negatives": given_mode,
+        "given_negatives": cfg["given_negatives"],
         "given_negatives_used": c["given"],
         "queries_short_of_negatives": c["queries_short"],
         "queries_without_hard_negatives": c["queries_without_hard_negatives"],
         "random_negatives_topup": c["random_topup"],
         "random_negatives_extra": c["random_extra"],
-        f"train_recall@{range_max}": round(statistics.fmean(recalls), 4),
+        f"train_recall@{cfg['range_max']}": round(statistics.fmean(miner.recalls), 4),
         "val_negatives_per_group_mean": round(statistics.fmean(len(g["neg"]) for g in val_groups), 4)
         if val_groups else None,
     }
-    log.info("mined %d train groups (%.1f negatives each, %d queries short) and %d val groups in %.1f s",
-             len(train_groups), stats["negatives_per_group_mean"], c["queries_short"], len(val_groups),
-             time.perf_counter() - start)
-    return train_groups, val_groups, stats

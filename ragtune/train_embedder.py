@@ -12,12 +12,8 @@ The base model is scored before training; the best checkpoint (by that score) is
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
-import shutil
-import time
 from pathlib import Path
 
 from . import distributed
@@ -25,12 +21,12 @@ from .embeddings import val_evaluator, val_samples
 from .errors import UserError
 from .io import atomic_output, read_groups
 from .tracking import open_live
+from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
 
 VAL_NAME = "val"
 METRIC = f"eval_{VAL_NAME}_ndcg@10"  # the key the trainer logs for the evaluator's nDCG@10
-_CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
 
 def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[str]], dict[str, int]]:
@@ -85,38 +81,10 @@ def _make_loss(model, cfg: dict, gather: bool = False):
     return loss
 
 
-def _clear_checkpoints(checkpoint_dir: Path) -> None:
-    """A fresh run must not rotate, resume from or mix with an older run's checkpoints."""
-    if not checkpoint_dir.is_dir():
-        return
-    old = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)]
-    if old:
-        log.info("fresh run: removing %d old checkpoint(s) in %s", len(old), checkpoint_dir)
-    for p in old:
-        shutil.rmtree(p)
-
-
-def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    if not checkpoint_dir.is_dir():
-        return None
-    # trainer_state.json is the last file a checkpoint gets; a kill while writing it leaves it torn.
-    found = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)
-             and _is_json((p / "trainer_state.json"))]
-    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _is_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
                    resume: bool = False) -> dict | None:
-    """Fine-tune `base` (a resolved local folder or hub id) and save the best checkpoint on val to `out_dir`.
+    """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`.
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
     If no checkpoint beats the base on val, the best checkpoint is still saved (so `evaluate` shows
@@ -125,14 +93,58 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     Under torchrun (ragtune.distributed) each process trains on its share of the batches; only rank 0
     saves the model and gets the stats, the other ranks return None.
     """
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    clock = Clock()
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
-
     # Read and check the data before the ~10 s library import and the model load.
+    train_groups, columns, counts, samples = _read_data(train_path, val_path, cfg["num_negatives"])
+    from .models import seed_everything
+
+    seed_everything(seed)
+    model = _load_model(base, cfg, device)
+    world = distributed.world_size()
+    plan = _plan(counts["rows"], cfg, epochs, world, train_path)
+    resume_from = _pick_checkpoint(checkpoint_dir, resume)
+    evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"])
+    trainer = _trainer(model, columns, evaluator, cfg, plan, epochs=epochs, seed=seed, device=device,
+                       checkpoint_dir=checkpoint_dir, live_dir=live_dir, resumed=resume_from is not None)
+    # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
+    # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
+    # their own without a word. Every rank scores (no collective in it), so all log the same history.
+    base_metrics = evaluator(model)
+    base_score = float(base_metrics[f"{VAL_NAME}_ndcg@10"])
+    if resume_from is None:  # the first point of the DVCLive curve, as trainer.evaluate() would log it
+        trainer.log({f"eval_{k}": v for k, v in base_metrics.items()})
+    log.info("val nDCG@10 of the base model: %.4f", base_score)
+    _log_plan(counts["rows"], cfg, plan, epochs, world, checkpoint_dir, resume_from)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if not distributed.is_main():
+        return None
+    best_score, best_step, by_step = _best(trainer.state, base_score)
+    _save(model, out_dir, best_step)
+    stats = run_stats(base_model=base, train_groups=len(train_groups), val_queries=len(samples), epochs=epochs,
+                      steps=int(trainer.state.global_step), batch_size=cfg["batch_size"], world=world,
+                      train_loss=result.training_loss, before=round(base_score, 6),
+                      best=round(best_score, 6), best_step=best_step, by_step=by_step)
+    stats.update({
+        "train_rows": counts["rows"],
+        "rows_padded": counts["rows_padded"],
+        "rows_dropped_no_negatives": counts["rows_dropped_no_negatives"],
+        "num_negatives": cfg["num_negatives"],
+        "steps_per_epoch": plan["steps_per_epoch"],
+        "loss": cfg["loss"],
+        "improved": best_score > base_score,
+        "resumed_from_step": checkpoint_step(resume_from) if resume_from else None,
+        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 1),
+        **clock.stats(),
+    })
+    return stats
+
+
+def _read_data(train_path: Path, val_path: Path, num_negatives: int):
+    """(train groups, train columns, row counts, val samples), or a UserError naming the file."""
     train_groups = read_groups(train_path)
     val_groups = read_groups(val_path)
-    num_negatives = cfg["num_negatives"]
     columns, counts = build_rows(train_groups, num_negatives)
     if counts["rows"] == 0:
         raise UserError(f"{train_path}: no training rows: every group lacks negatives "
@@ -147,57 +159,72 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     log.info("val data %s: %d of %d queries with positives and negatives (%d texts to encode per evaluation)",
              val_path, len(samples), len(val_groups),
              sum(len(s["positive"]) + len(s["negative"]) for s in samples))
+    return train_groups, columns, counts, samples
 
-    from .models import seed_everything
 
-    seed_everything(seed)
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+def _load_model(base: str, cfg: dict, device: str):
+    from sentence_transformers import SentenceTransformer
 
-    from .models import trust_remote_code
+    from .models import resolve_model, trust_remote_code
 
-    model = SentenceTransformer(str(base), device=device, trust_remote_code=trust_remote_code())
+    path = resolve_model(base)  # the params name; its location on this machine goes to the log only
+    model = SentenceTransformer(str(path), device=device, trust_remote_code=trust_remote_code())
     model.max_seq_length = cfg["max_seq_length"]
-    log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
+    log.info("base model %s (%s) on %s, max_seq_length %d, embedding size %d", base, path, device,
              model.max_seq_length, model.get_embedding_dimension())
+    return model
 
-    world = distributed.world_size()
-    train_dataset = Dataset.from_dict(columns)
-    loss = _make_loss(model, cfg, gather=world > 1)
-    evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"])
 
+def _plan(rows: int, cfg: dict, epochs: int, world: int, train_path: Path) -> dict[str, int]:
+    """Steps per epoch, total steps, evaluation interval and warmup steps."""
     batch_size = cfg["batch_size"]  # per process: a step takes world x batch_size rows
     if world > 1:
         # Only complete rounds of `world` full batches: every process must take the same number of steps
         # (sentence-transformers shards batches unevenly otherwise) and the gathered loss wants equal batches.
-        steps_per_epoch = counts["rows"] // batch_size // world
+        steps_per_epoch = rows // batch_size // world
         if steps_per_epoch == 0:
-            raise UserError(f"{train_path}: {counts['rows']} rows make no full step of {world} processes x "
+            raise UserError(f"{train_path}: {rows} rows make no full step of {world} processes x "
                             f"batch {batch_size}; lower embedder.batch_size or embedder.nproc")
     else:
-        steps_per_epoch = math.ceil(counts["rows"] / batch_size)
+        steps_per_epoch = math.ceil(rows / batch_size)
     total_steps = steps_per_epoch * epochs
-    eval_steps = cfg["eval_steps"] or steps_per_epoch  # 0 = once per epoch
-    # An integer: transformers reads a float warmup_steps < 1 as a ratio but 1.0 as one step.
-    warmup_steps = math.ceil(total_steps * cfg["warmup"])
+    return {
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "eval_steps": cfg["eval_steps"] or steps_per_epoch,  # 0 = once per epoch
+        # An integer: transformers reads a float warmup_steps < 1 as a ratio but 1.0 as one step.
+        "warmup_steps": math.ceil(total_steps * cfg["warmup"]),
+    }
 
+
+def _pick_checkpoint(checkpoint_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None: a fresh run, whose stale checkpoints are removed)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = _last_checkpoint(checkpoint_dir) if resume else None
+    resume_from = last_checkpoint(checkpoint_dir) if resume else None
     if resume and resume_from is None:
         log.warning("resume requested but %s holds no checkpoint: starting a fresh run", checkpoint_dir)
     if resume_from is None and distributed.is_main():
-        _clear_checkpoints(checkpoint_dir)
+        clear_checkpoints(checkpoint_dir)
     distributed.barrier()  # every rank has picked its checkpoint before the trainer writes new ones
+    return resume_from
 
+
+def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: int, seed: int, device: str,
+             checkpoint_dir: Path, live_dir: Path | None, resumed: bool):
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    world = distributed.world_size()
+    eval_steps = plan["eval_steps"]
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
+        per_device_train_batch_size=cfg["batch_size"],
         per_device_eval_batch_size=cfg["encode_batch_size"],
         learning_rate=cfg["lr"],
-        warmup_steps=warmup_steps,
+        warmup_steps=plan["warmup_steps"],
         seed=seed,
         data_seed=seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
@@ -209,13 +236,13 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         load_best_model_at_end=True,
         metric_for_best_model=METRIC,
         greater_is_better=True,
-        logging_steps=max(1, min(eval_steps, total_steps // 20)),
+        logging_steps=max(1, min(eval_steps, plan["total_steps"] // 20)),
         logging_first_step=True,
         report_to="none",  # only our DVCLive callback, never a tracker picked up from the environment
         use_cpu=device == "cpu",
         fp16=device.startswith("cuda"),
         dataloader_num_workers=0,
-        dataloader_drop_last=world > 1,  # see steps_per_epoch
+        dataloader_drop_last=world > 1,  # see _plan
         ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails
     )
     callbacks = []
@@ -223,79 +250,49 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         from transformers.integrations import DVCLiveCallback
 
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
-        live = open_live(live_dir, resume=resume_from is not None, dvcyaml=False, save_dvc_exp=False)
+        live = open_live(live_dir, resume=resumed, dvcyaml=False, save_dvc_exp=False)
         # transformers' callback, which dvclive 3.49 names as the successor of dvclive.huggingface's
         # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
         callbacks.append(DVCLiveCallback(live=live, log_model=False))
+    return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                                      loss=_make_loss(model, cfg, gather=world > 1), evaluator=evaluator,
+                                      callbacks=callbacks)
 
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         evaluator=evaluator, callbacks=callbacks)
-    # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
-    # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
-    # their own without a word. Every rank scores (no collective in it), so all log the same history.
-    base_metrics = evaluator(model)
-    base_score = float(base_metrics[f"{VAL_NAME}_ndcg@10"])
-    if resume_from is None:  # the first point of the DVCLive curve, as trainer.evaluate() would log it
-        trainer.log({f"eval_{k}": v for k, v in base_metrics.items()})
-    log.info("val nDCG@10 of the base model: %.4f", base_score)
+
+def _log_plan(rows: int, cfg: dict, plan: dict, epochs: int, world: int, checkpoint_dir: Path,
+              resume_from: Path | None) -> None:
+    batch_size = cfg["batch_size"]
     log.info("training %d rows, batch %d%s, %d steps per epoch, %d epoch(s), %d steps, warmup %d, lr %g, "
-             "loss %s%s; checkpoints in %s%s", counts["rows"], batch_size,
+             "loss %s%s; checkpoints in %s%s", rows, batch_size,
              f" per process x {world} processes = {batch_size * world} rows per step" if world > 1 else "",
-             steps_per_epoch, epochs, total_steps, warmup_steps, cfg["lr"], cfg["loss"],
+             plan["steps_per_epoch"], epochs, plan["total_steps"], plan["warmup_steps"], cfg["lr"], cfg["loss"],
              f" + matryoshka {cfg['matryoshka_dims']}" if cfg["matryoshka_dims"] else "",
              checkpoint_dir, f"; resuming from {resume_from.name}" if resume_from else "")
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if not distributed.is_main():
-        return None
 
-    state = trainer.state
+
+def _best(state, base_score: float) -> tuple[float, int, dict[int, float]]:
+    """(best val nDCG@10, its step, {step: val nDCG@10}) from the trainer's state; warns when no
+    checkpoint beat the base model."""
     if state.best_model_checkpoint is None or state.best_metric is None:
         raise RuntimeError("trainer finished without a best checkpoint; nothing trustworthy to save")
     best_score = float(state.best_metric)
-    best_step = int(Path(state.best_model_checkpoint).name.split("-")[1])
-    # {step: score} rather than a list, so `dvc metrics show` flattens it into one column per step.
-    history = {str(h["step"]): round(h[METRIC], 6) for h in state.log_history if METRIC in h}
-    improved = best_score > base_score
-    if improved:
+    best_step = checkpoint_step(Path(state.best_model_checkpoint))
+    by_step = {int(h["step"]): round(h[METRIC], 6) for h in state.log_history if METRIC in h}
+    if best_score > base_score:
         log.info("val nDCG@10: base %.4f -> best %.4f at step %d", base_score, best_score, best_step)
     else:
         log.warning("!!! FINE-TUNING DID NOT IMPROVE THE EMBEDDER ON VAL: base nDCG@10 %.4f, best fine-tuned "
                     "%.4f (step %d). The fine-tuned checkpoint is saved anyway so that evaluate shows the "
                     "effect; prefer the base model, or change the data or params (lr, epochs, negatives).",
                     base_score, best_score, best_step)
+    return best_score, best_step, by_step
 
+
+def _save(model, out_dir: Path, best_step: int) -> None:
     # The trainer loaded the best checkpoint into `model`; save it as a plain SentenceTransformer folder
     # (modules.json, pooling, Normalize, safetensors) without optimizer state or pickled training args.
     # No generated model card: it records training durations, and the same seed must give the same bytes;
-    # the stats this function returns describe the run instead.
+    # the stats train_embedder returns describe the run instead.
     with atomic_output(out_dir, is_dir=True) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
     log.info("saved the best checkpoint (step %d) to %s", best_step, out_dir)
-
-    stats = {
-        "base_model": str(base),
-        "train_groups": len(train_groups),
-        "train_rows": counts["rows"],
-        "rows_padded": counts["rows_padded"],
-        "rows_dropped_no_negatives": counts["rows_dropped_no_negatives"],
-        "num_negatives": num_negatives,
-        "val_queries": len(samples),
-        "epochs": epochs,
-        "steps": int(state.global_step),
-        "steps_per_epoch": steps_per_epoch,
-        "batch_size": batch_size,
-        "nproc": world,
-        "effective_batch_size": batch_size * world,
-        "loss": cfg["loss"],
-        "train_loss": round(float(result.training_loss), 6),
-        "val_ndcg@10_before": round(base_score, 6),
-        "val_ndcg@10_best": round(best_score, 6),
-        "best_step": best_step,
-        "improved": improved,
-        "val_ndcg@10_by_step": history,
-        "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from else None,
-        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 1),
-        "wall_seconds": round(time.perf_counter() - wall0, 1),
-        "cpu_seconds": round(time.process_time() - cpu0, 1),
-    }
-    return stats

@@ -16,12 +16,10 @@ What this module adds around it:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
 from .rerank import val_ndcg
 from .tracking import open_live
+from .training import Clock, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
 
@@ -212,13 +211,14 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
                    resume: bool = False) -> dict | None:
-    """Fine-tune `base` on the groups in train_path; save the val-best model to out_dir; return stats.
+    """Fine-tune `base` (the model name from params) on the groups in train_path; save the val-best model
+    to out_dir; return stats.
 
     Under torchrun (ragtune.distributed) each process trains on its share of the groups; rank 0 alone
     scores val, keeps the best model and writes out_dir (val scoring holds no collective, so the other
     ranks just wait for it in the next step's gradient all-reduce). Other ranks return None.
     """
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    clock = Clock()
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     train_groups = read_groups(train_path)
@@ -228,21 +228,68 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
              len(train_groups), train_path, len(val_groups), val_path, group_size, min(n_random, group_size - 1))
 
     import transformers
-    from FlagEmbedding.abc.finetune.reranker import (
-        AbsRerankerCollator,
-        AbsRerankerDataArguments,
-        AbsRerankerTrainingArguments,
-    )
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
-    from .models import is_trained_reranker, pick_device, resolve_model, seed_everything, trust_remote_code
+    from .models import pick_device, seed_everything
 
     device = pick_device(device)
     main, world = distributed.is_main(), distributed.world_size()
-    source = resolve_model(base)
+    trained, start = _prepare_start(base, checkpoint_dir, resume, seed)
+    seed_everything(seed)
+    transformers.set_seed(seed)
+    tokenizer, hf_model, max_length = _load_start(start, cfg)
+    dataset, collator = _data(train_groups, train_path, tokenizer, cfg, max_length, seed)
+    validation = _Validation(checkpoint_dir, tokenizer, val_groups, cfg, max_length, device, resume=resume,
+                             live_dir=live_dir if main else None)
+    trainer, steps_per_epoch = _trainer(hf_model, tokenizer, dataset, collator, len(train_groups), cfg,
+                                        _callbacks(validation, dataset, cfg["eval_steps"], trained, main),
+                                        epochs=epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir)
+    last = last_checkpoint(checkpoint_dir) if resume else None
+    if resume and last is None:
+        log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
+    log.info("training %d epochs x %d steps (batch %d groups of %d%s, max_length %d, lr %g, lora %s) on %s",
+             epochs, steps_per_epoch, cfg["batch_size"], group_size,
+             f" per process x {world} processes = {cfg['batch_size'] * world} groups per step" if world > 1 else "",
+             max_length, cfg["lr"], cfg["lora"], device)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)  # DVCLiveCallback ends `live`
+    if not main:
+        return None
+
+    if not validation.best_dir.is_dir():
+        raise UserError(f"{checkpoint_dir}: no best model was saved; rerun without resume")
+    _finalize(validation.best_dir, start, out_dir)
+    history = validation.state["history"]
+    by_step = {h["step"]: h["ndcg@10"] for h in history if h["step"] > 0}
+    before = history[0]["ndcg@10"] if history[0]["step"] == 0 else None
+    stats = run_stats(base_model=base, train_groups=len(train_groups), val_queries=len(val_groups),
+                      epochs=epochs, steps=trainer.state.global_step, batch_size=cfg["batch_size"], world=world,
+                      train_loss=result.training_loss, before=before,
+                      best=max(h["ndcg@10"] for h in history), best_step=validation.state["best_step"],
+                      by_step=by_step)
+    stats.update({
+        "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
+        "group_size": group_size,
+        "random_negatives": min(n_random, group_size - 1),
+        "max_length": max_length,
+        "lr": cfg["lr"],
+        "lora": cfg["lora"],
+        "val_ndcg@10_after": history[-1]["ndcg@10"],
+        **clock.stats(),
+    })
+    log.info("reranker: val nDCG@10 %s before (None: fresh head, not scored), %.4f after, best %.4f at "
+             "step %s -> %s", stats["val_ndcg@10_before"], stats["val_ndcg@10_after"],
+             stats["val_ndcg@10_best"], stats["best_step"], out_dir)
+    return stats
+
+
+def _prepare_start(base: str, checkpoint_dir: Path, resume: bool, seed: int) -> tuple[bool, str]:
+    """(is `base` a trained cross-encoder, the folder training starts from). A bi-encoder first gets a
+    fresh, seeded head in checkpoint_dir/start; a fresh run clears checkpoint_dir first."""
+    from .models import is_trained_reranker, resolve_model
+
+    source = resolve_model(base)  # the params name; its location on this machine goes to the log only
     trained = is_trained_reranker(source)
     start = source if trained else str(checkpoint_dir / START)
-    if main:  # rank 0 prepares the shared folder; the others wait at the barrier below
+    if distributed.is_main():  # rank 0 prepares the shared folder; the others wait at the barrier below
         if not resume and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir)  # a fresh run must not pick up a previous run's best model
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -250,9 +297,16 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         if not trained and not (checkpoint_dir / START / "config.json").is_file():
             convert_to_cross_encoder(source, checkpoint_dir / START, seed)
     distributed.barrier()
+    return trained, start
 
-    seed_everything(seed)
-    transformers.set_seed(seed)
+
+def _load_start(start: str, cfg: dict):
+    """(tokenizer, model, max_length): the start model, with LoRA when asked, and the longest input
+    both the model and params allow."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .models import trust_remote_code
+
     tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=trust_remote_code())
     hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
                                                                   trust_remote_code=trust_remote_code())
@@ -264,20 +318,36 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         log.warning("reranker.max_length %d exceeds what %s takes; using %d", cfg["max_length"], start, max_length)
     if cfg["lora"]:
         hf_model = _add_lora(hf_model, cfg)
+    return tokenizer, hf_model, max_length
 
-    GroupedCrossEncoder, GroupDataset, Trainer = _flag_classes()
+
+def _data(train_groups: list[dict], train_path: Path, tokenizer, cfg: dict, max_length: int, seed: int):
+    """FlagEmbedding's (dataset, collator) over the train groups."""
+    from FlagEmbedding.abc.finetune.reranker import AbsRerankerCollator, AbsRerankerDataArguments
+
+    _, GroupDataset, _ = _flag_classes()
     query_max_len = min(64, max_length // 4)  # queries are short; FlagEmbedding's default is 32
-    data_args = AbsRerankerDataArguments(train_data=[str(train_path)], train_group_size=group_size,
+    data_args = AbsRerankerDataArguments(train_data=[str(train_path)], train_group_size=cfg["group_size"],
                                          query_max_len=query_max_len,
                                          passage_max_len=max_length - query_max_len)
-    dataset = GroupDataset(data_args, tokenizer, train_groups, group_size, n_random, seed)
+    dataset = GroupDataset(data_args, tokenizer, train_groups, cfg["group_size"], cfg["random_negatives"], seed)
     collator = AbsRerankerCollator(tokenizer=tokenizer, query_max_len=data_args.query_max_len,
                                    passage_max_len=data_args.passage_max_len, padding=True, return_tensors="pt")
-    model = GroupedCrossEncoder(hf_model, tokenizer, group_size)
+    return dataset, collator
+
+
+def _trainer(hf_model, tokenizer, dataset, collator, n_groups: int, cfg: dict, callbacks: list, *, epochs: int,
+             seed: int, device: str, checkpoint_dir: Path):
+    """(FlagEmbedding's trainer, steps per epoch)."""
+    from FlagEmbedding.abc.finetune.reranker import AbsRerankerTrainingArguments
+
+    world = distributed.world_size()
+    GroupedCrossEncoder, _, Trainer = _flag_classes()
+    model = GroupedCrossEncoder(hf_model, tokenizer, cfg["group_size"])
 
     # batch_size is per process; the trainer deals the batches out to the processes in turn and pads the
     # last round with batches from the start, so every process takes the same number of steps.
-    steps_per_epoch = math.ceil(math.ceil(len(train_groups) / cfg["batch_size"]) / world)
+    steps_per_epoch = math.ceil(math.ceil(n_groups / cfg["batch_size"]) / world)
     total_steps = steps_per_epoch * epochs
     eval_steps = cfg["eval_steps"]
     args = AbsRerankerTrainingArguments(
@@ -288,102 +358,77 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         use_cpu=device == "cpu", report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
         ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails
         fp16=False, bf16=False, disable_tqdm=False)  # no fp16 or gradient checkpointing on CPU
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer, callbacks=callbacks)
+    return trainer, steps_per_epoch
 
-    best_dir, state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
-    state = read_json(state_file) if resume and state_file.is_file() else {"history": [], "best_step": None}
-    live = None
-    if live_dir is not None and main:
-        # No DVC experiment and no dvc.yaml of its own: the pipeline's dvc.yaml declares the plots.
-        live = open_live(live_dir, resume=resume and bool(state["history"]), save_dvc_exp=False,
-                         dvcyaml=None, report=None)
 
-    def evaluate(step: int, wrapper) -> None:
-        if not main or state["history"] and state["history"][-1]["step"] == step:
+class _Validation:
+    """Val nDCG@10 at a step: logged, stored in checkpoint_dir/best.json (kept across a resume), and the
+    model saved to checkpoint_dir/best when it beats every earlier step."""
+
+    def __init__(self, checkpoint_dir: Path, tokenizer, val_groups: list[dict], cfg: dict, max_length: int,
+                 device: str, *, resume: bool, live_dir: Path | None):
+        self.best_dir, self.state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
+        self.tokenizer, self.val_groups, self.cfg = tokenizer, val_groups, cfg
+        self.max_length, self.device = max_length, device
+        self.state = (read_json(self.state_file) if resume and self.state_file.is_file()
+                      else {"history": [], "best_step": None})
+        self.live = None
+        if live_dir is not None:
+            # No DVC experiment and no dvc.yaml of its own: the pipeline's dvc.yaml declares the plots.
+            self.live = open_live(live_dir, resume=resume and bool(self.state["history"]), save_dvc_exp=False,
+                                  dvcyaml=None, report=None)
+
+    def __call__(self, step: int, wrapper) -> None:
+        history = self.state["history"]
+        if history and history[-1]["step"] == step:
             return
-        score = val_ndcg(wrapper.model, tokenizer, val_groups, max_length=max_length,
-                         batch_size=max(8, cfg["batch_size"] * group_size), device=device,
-                         n_negatives=cfg["val_negatives"])
+        score = val_ndcg(wrapper.model, self.tokenizer, self.val_groups, max_length=self.max_length,
+                         batch_size=max(8, self.cfg["batch_size"] * self.cfg["group_size"]), device=self.device,
+                         n_negatives=self.cfg["val_negatives"])
         score = round(score, 6)  # the rounded value is compared, logged and stored
-        state["history"].append({"step": step, "ndcg@10": score})
-        best = max((h["ndcg@10"] for h in state["history"][:-1]), default=None)
+        history.append({"step": step, "ndcg@10": score})
+        best = max((h["ndcg@10"] for h in history[:-1]), default=None)
         improved = best is None or score > best
         log.info("val nDCG@10 at step %d: %.4f%s", step, score, " (best so far)" if improved else "")
-        if live is not None:
-            live.step = step
-            live.log_metric("val/ndcg@10", score)
+        if self.live is not None:
+            self.live.step = step
+            self.live.log_metric("val/ndcg@10", score)
         if improved:
-            _save_model(wrapper.model, tokenizer, best_dir)
-            state["best_step"] = step
-        write_json(state_file, state)
+            _save_model(wrapper.model, self.tokenizer, self.best_dir)
+            self.state["best_step"] = step
+        write_json(self.state_file, self.state)
+
+
+def _callbacks(validation: _Validation, dataset, eval_steps: int, trained: bool, main: bool) -> list:
+    """The trainer callbacks: val scoring (rank 0), the dataset's epoch, and DVCLive (rank 0)."""
+    from transformers import TrainerCallback
 
     class Validation(TrainerCallback):
         def on_train_begin(self, args, st, control, model=None, **kwargs):
             # A fresh head scores at random: scoring it on val would cost a pass and tell nothing.
-            if not state["history"] and trained:
-                evaluate(0, model)
+            if main and not validation.state["history"] and trained:
+                validation(0, model)
 
         def on_epoch_begin(self, args, st, control, **kwargs):
             dataset.epoch = int(st.epoch + 1e-6)
 
         def on_step_end(self, args, st, control, model=None, **kwargs):
-            if eval_steps and st.global_step % eval_steps == 0:
-                evaluate(st.global_step, model)
+            if main and eval_steps and st.global_step % eval_steps == 0:
+                validation(st.global_step, model)
 
         def on_epoch_end(self, args, st, control, model=None, **kwargs):
-            evaluate(st.global_step, model)
+            if main:
+                validation(st.global_step, model)
 
         def on_log(self, args, st, control, **kwargs):
-            if live is not None:
-                live.step = st.global_step  # curves against optimizer steps, like val nDCG
+            if validation.live is not None:
+                validation.live.step = st.global_step  # curves against optimizer steps, like val nDCG
 
     callbacks: list = [Validation()]
-    if live is not None:
+    if validation.live is not None:
         from transformers.integrations import DVCLiveCallback  # dvclive.huggingface's is deprecated
 
-        callbacks.append(DVCLiveCallback(live=live, log_model=False))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=callbacks)
-    last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None
-    if resume and last is None:
-        log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
-    log.info("training %d epochs x %d steps (batch %d groups of %d%s, max_length %d, lr %g, lora %s) on %s",
-             epochs, steps_per_epoch, cfg["batch_size"], group_size,
-             f" per process x {world} processes = {cfg['batch_size'] * world} groups per step" if world > 1 else "",
-             max_length, cfg["lr"], cfg["lora"], device)
-    result = trainer.train(resume_from_checkpoint=last)  # DVCLiveCallback ends `live` on train end
-    if not main:
-        return None
-
-    if not best_dir.is_dir():
-        raise UserError(f"{checkpoint_dir}: no best model was saved; rerun without resume")
-    _finalize(best_dir, start, out_dir)
-    history = state["history"]
-    best = max(history, key=lambda h: h["ndcg@10"])
-    stats = {
-        "base": base,
-        "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
-        "groups": len(train_groups),
-        "val_queries": len(val_groups),
-        "epochs": epochs,
-        "steps": trainer.state.global_step,
-        "group_size": group_size,
-        "batch_size": cfg["batch_size"],
-        "nproc": world,
-        "effective_batch_size": cfg["batch_size"] * world,
-        "random_negatives": min(n_random, group_size - 1),
-        "max_length": max_length,
-        "lr": cfg["lr"],
-        "lora": cfg["lora"],
-        "train_loss": round(float(result.training_loss), 6),
-        "val_ndcg@10_before": history[0]["ndcg@10"] if history[0]["step"] == 0 else None,
-        "val_ndcg@10_after": history[-1]["ndcg@10"],
-        "val_ndcg@10_best": best["ndcg@10"],
-        "best_step": state["best_step"],
-        "history": history,
-        "wall_seconds": round(time.perf_counter() - wall0, 1),
-        "cpu_seconds": round(time.process_time() - cpu0, 1),
-    }
-    log.info("reranker: val nDCG@10 %s before (None: fresh head, not scored), %.4f after, best %.4f at "
-             "step %s -> %s", stats["val_ndcg@10_before"], stats["val_ndcg@10_after"],
-             stats["val_ndcg@10_best"], stats["best_step"], out_dir)
-    return stats
+        callbacks.append(DVCLiveCallback(live=validation.live, log_model=False))
+    return callbacks

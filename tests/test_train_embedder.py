@@ -85,14 +85,17 @@ def test_val_without_negatives_is_a_user_error(tiny_model, data, tmp_path):
         _run(tiny_model, data, tmp_path)
 
 
-def test_train_saves_best_checkpoint_as_sentence_transformer(tiny_model, data, tmp_path):
+def test_train_saves_best_checkpoint_as_sentence_transformer(tiny_model, data, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
-    stats = _run(tiny_model, data, tmp_path, epochs=2)
+    monkeypatch.chdir(Path(tiny_model).parent)
+    name = Path(tiny_model).name  # a relative folder name, as a user may write it in params
+    stats = _run(name, data, tmp_path, epochs=2)
     out = tmp_path / "out"
     # 12 groups with 16 positives -> 16 rows, batch 4 -> 4 steps per epoch.
     assert stats["train_rows"] == 16 and stats["steps_per_epoch"] == 4 and stats["steps"] == 8
-    assert stats["val_queries"] == 6
+    assert stats["val_queries"] == 6 and stats["train_groups"] == 12
+    assert stats["base_model"] == name  # the name given in params, not where it resolved on this machine
     assert list(stats["val_ndcg@10_by_step"]) == ["4", "8"]
     assert stats["val_ndcg@10_best"] == max(stats["val_ndcg@10_by_step"].values())
     assert stats["best_step"] in (4, 8)

@@ -59,19 +59,22 @@ def _train(model, data, tmp_path, name="out", epochs=1, resume=False, live=True,
                           live_dir=tmp_path / f"live-{name}" if live else None, resume=resume)
 
 
-def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny, data, tmp_path):
-    stats = _train(tiny, data, tmp_path, epochs=2)
+def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny, data, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(tiny).parent)
+    name = Path(tiny).name  # a relative folder name, as a user may write it in params
+    stats = _train(name, data, tmp_path, epochs=2)
     out = tmp_path / "out"
     assert (out / "model.safetensors").is_file() and not (out / "training_args.bin").exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
     assert is_trained_reranker(out) and not is_trained_reranker(tiny)
-    for key in ("groups", "steps", "val_ndcg@10_before", "val_ndcg@10_after", "val_ndcg@10_best", "best_step",
-                "wall_seconds", "cpu_seconds", "history"):
+    for key in ("train_groups", "steps", "val_ndcg@10_before", "val_ndcg@10_after", "val_ndcg@10_best", "best_step",
+                "wall_seconds", "cpu_seconds", "val_ndcg@10_by_step"):
         assert key in stats
-    assert stats["groups"] == 32 and stats["steps"] == 16  # 2 epochs x 8 batches of 4 groups
+    assert stats["base_model"] == name  # the name given in params, not where it resolved on this machine
+    assert stats["train_groups"] == 32 and stats["steps"] == 16  # 2 epochs x 8 batches of 4 groups
     # A fresh head is not scored at step 0 (it ranks at random); every epoch end is.
-    assert [h["step"] for h in stats["history"]] == [8, 16] and stats["val_ndcg@10_before"] is None
-    assert stats["val_ndcg@10_best"] == max(h["ndcg@10"] for h in stats["history"])
+    assert list(stats["val_ndcg@10_by_step"]) == ["8", "16"] and stats["val_ndcg@10_before"] is None
+    assert stats["val_ndcg@10_best"] == max(stats["val_ndcg@10_by_step"].values())
     # The easy task is learnt: the head and encoder really train through FlagEmbedding's loss.
     import ragtune.train_reranker as tr
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -120,7 +123,7 @@ def test_same_seed_same_bytes_and_resume_continues(tiny, data, tmp_path, monkeyp
     assert not (tmp_path / "c").exists()
     monkeypatch.setattr(tr, "val_ndcg", real)
     c = _train(tiny, data, tmp_path, name="c", epochs=2, resume=True, live=False)
-    assert c["steps"] == 16 and c["history"] == a["history"]
+    assert c["steps"] == 16 and c["val_ndcg@10_by_step"] == a["val_ndcg@10_by_step"]
     assert weights("c") == weights("a")
 
 
@@ -134,7 +137,7 @@ def test_lora_is_merged_into_a_plain_model(tiny, data, tmp_path):
     sd = load_file(str(out / "model.safetensors"))
     assert not any("lora" in k for k in sd)
     start = load_file(str(tmp_path / "ckpt-out" / "start" / "model.safetensors"))
-    assert [h["step"] for h in stats["history"]] == [4, 8]
+    assert list(stats["val_ndcg@10_by_step"]) == ["4", "8"]
     if stats["best_step"]:  # a trained best: merged weights differ from the start model's
         assert any(not (sd[k] == start[k]).all() for k in sd if k in start and "encoder" in k)
     from ragtune.rerank import score_pairs

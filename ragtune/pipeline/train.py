@@ -19,12 +19,12 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
     """Check `params[kind]["base"]`, call `train` (a trainer's function), write its stats (rank 0 only)."""
     cfg = params[kind]
     negatives = Path(negatives_dir)
-    base = checked_model(cfg["base"], params["security"])
+    checked_model(cfg["base"], params["security"])  # the trainer records the name, loads what it resolves to
     # Under torchrun (see ragtune.distributed): join the process group; only rank 0 writes outputs.
     device = distributed.init(pick_device(params["device"]))
     main = distributed.is_main()
     try:
-        stats = train(base=base, train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
+        stats = train(base=cfg["base"], train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
                       device=device, checkpoint_dir=Path(checkpoint_dir),
                       live_dir=Path(live_dir) if main else None, resume=resume)
