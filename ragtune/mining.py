@@ -46,7 +46,7 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str):
+                 cache_dir: str | Path | None, index: str, security: Mapping[str, bool]):
         self.kind = kind
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
@@ -65,11 +65,12 @@ class _FirstStage:
             doc_ids = list(corpus)
             doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
                                     batch_size=embedder["encode_batch_size"],
-                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir)
+                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir,
+                                    security=security)
             qids = list(queries)
             q_emb = encode_queries(embedder["base"], [queries[q] for q in qids],
                                    batch_size=embedder["encode_batch_size"],
-                                   max_seq_length=embedder["max_seq_length"], device=device)
+                                   max_seq_length=embedder["max_seq_length"], device=device, security=security)
             self._dense = ({d: i for i, d in enumerate(doc_ids)}, doc_emb, dict(zip(qids, q_emb)))
             runs.append(DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, sub_depth))
         if kind == "hybrid":
@@ -111,7 +112,7 @@ def _positives(qrels: Qrels, corpus: Mapping[str, Any], queries: Mapping[str, An
     return out
 
 
-def _rescorer(name: str | None, device: str):
+def _rescorer(name: str | None, device: str, security: Mapping[str, bool]):
     """A function (query, [texts]) -> sigmoid scores, or None when no cross-encoder is configured."""
     if not name:
         return None
@@ -119,10 +120,8 @@ def _rescorer(name: str | None, device: str):
     from sentence_transformers import CrossEncoder
 
     from .models import pick_device, resolve_model
-
-    from .models import trust_remote_code
-
-    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device), trust_remote_code=trust_remote_code())
+    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device),
+                         trust_remote_code=security["trust_remote_code"])
     log.info("rescoring mined candidates with cross-encoder %s", name)
 
     def score(query: str, texts: list[str]) -> list[float]:
@@ -152,12 +151,12 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
 
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
-         device: str = "auto", cache_dir: str | Path | None = None
+         device: str = "auto", cache_dir: str | Path | None = None, security: Mapping[str, bool]
          ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining. Returns (train_groups, val_groups, stats); groups are
+    for dense and hybrid mining; security is params["security"]. Returns (train_groups, val_groups, stats); groups are
     {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
     same groups.
     """
@@ -186,8 +185,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
-    rescore = _rescorer(cfg["rescore_with"], device)
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"], security=security)
+    rescore = _rescorer(cfg["rescore_with"], device, security)
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
 

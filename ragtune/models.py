@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import UserError
@@ -44,21 +45,6 @@ def resolve_model(name: str) -> str:
     return resolved
 
 
-# What stage() read from params.yaml's `security` section; load sites pass it to the libraries.
-_SECURITY = {"trust_remote_code": False, "allow_pickle": False}
-
-
-def set_security(security: dict) -> None:
-    """Called once per stage with params["security"]."""
-    _SECURITY["trust_remote_code"] = bool(security.get("trust_remote_code", False))
-    _SECURITY["allow_pickle"] = bool(security.get("allow_pickle", False))
-
-
-def trust_remote_code() -> bool:
-    """The value every SentenceTransformer / CrossEncoder / AutoModel load passes explicitly."""
-    return _SECURITY["trust_remote_code"]
-
-
 def _config_files(p: Path) -> list[Path]:
     # The model's own config and its tokenizer's, at the top level and one level down (sentence-
     # transformers folders may keep the transformer in a subfolder): any of them may name custom code.
@@ -67,8 +53,11 @@ def _config_files(p: Path) -> list[Path]:
             if f.is_file()]
 
 
-def check_model_dir(path: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
-    """Refuse model folders that would run code or unpickle weights unless params allow it.
+def check_model_dir(path: str, security: Mapping[str, bool]) -> None:
+    """Refuse model folders that would run code or unpickle weights unless params["security"] allows it.
+
+    Security is passed, never global: every function that loads a model takes `security`
+    (params["security"]) and hands `security["trust_remote_code"]` to the library explicitly.
 
     Custom code: a `*.py` file anywhere in the folder (sentence-transformers custom modules, HF remote
     code) or an `auto_map` in a config. Pickle: `*.bin` / `*.pt` / `*.pth` / `*.pkl` weights with no
@@ -77,7 +66,7 @@ def check_model_dir(path: str, trust_remote_code: bool = False, allow_pickle: bo
     p = Path(path)
     if not p.is_dir():
         return  # a hub id: the libraries apply their own checks (we pass trust_remote_code explicitly)
-    if not trust_remote_code:
+    if not security["trust_remote_code"]:
         code = sorted(f for f in p.rglob("*.py") if not any(x.startswith(".") for x in f.relative_to(p).parts))
         reason = f"ships Python code ({code[0].relative_to(p)})" if code else None
         for config_file in _config_files(p) if not reason else []:
@@ -95,7 +84,7 @@ def check_model_dir(path: str, trust_remote_code: bool = False, allow_pickle: bo
     pickles = [f for pattern in ("*.bin", "*.pt", "*.pth", "*.pkl", "*/*.bin", "*/*.pt", "*/*.pth")
                for f in p.glob(pattern) if f.name not in ("training_args.bin", "optimizer.pt", "scheduler.pt",
                                                           "rng_state.pth")]
-    if pickles and not weights and not allow_pickle:
+    if pickles and not weights and not security["allow_pickle"]:
         raise UserError(f"{p}: only pickle weights ({pickles[0].relative_to(p)}), which can run code when "
                         f"loaded; refused. Convert them to safetensors, or to allow "
                         f"them set security.allow_pickle: true in params.yaml")

@@ -21,7 +21,7 @@ EMBEDDING_CACHE = Path(".cache") / "embeddings"
 
 def _base_model(name: str, security: dict) -> str:
     path = resolve_model(name)
-    check_model_dir(path, security["trust_remote_code"], security["allow_pickle"])
+    check_model_dir(path, security)
     return path
 
 
@@ -80,14 +80,15 @@ def mine(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, sta
 
     if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
         _base_model(params["mine"]["rescore_with"], params["security"])
-    embedder = dict(params["embedder"], base=_base_model(params["embedder"]["base"], params["security"]))
+    # A copy, not dict(...): only the keys mining reads count as read (see params.trace_reads).
+    embedder = params["embedder"].model_copy(update={"base": _base_model(params["embedder"]["base"], params["security"])})
     corpus = read_corpus(corpus_path)
     queries = read_queries(Path(prepared_dir) / "queries.jsonl")
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
     val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
     train_groups, val_groups, stats = mine_groups(
         corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
-        device=pick_device(params["device"]), cache_dir=EMBEDDING_CACHE)
+        device=pick_device(params["device"]), cache_dir=EMBEDDING_CACHE, security=params["security"])
     if not train_groups:
         raise UserError("mine: no training groups (are there train queries with positives?)")
     with atomic_output(out_dir, is_dir=True) as tmp:
@@ -115,7 +116,7 @@ def _train(kind: str, params: dict, *, negatives_dir: str, out_dir: str, stats_p
         stats = train(base=base, train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
                       device=device, checkpoint_dir=Path(checkpoint_dir),
-                      live_dir=Path(live_dir) if main else None, resume=resume)
+                      live_dir=Path(live_dir) if main else None, resume=resume, security=params["security"])
     finally:
         distributed.finish()
     if not main:
@@ -141,7 +142,7 @@ def merge(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: 
     results = {}
     for kind, finetuned, out in (("embedder", embedder_dir, embedder_out), ("reranker", reranker_dir, reranker_out)):
         base = _local_dir(params[kind]["base"])
-        check_model_dir(base, params["security"]["trust_remote_code"], params["security"]["allow_pickle"])
+        check_model_dir(base, params["security"])
         weight, grid_scores = cfg["weight"], None
         if weight == "auto":
             weight, grid_scores = pick_weight(kind, finetuned, base, Path(negatives_dir) / "val.jsonl",

@@ -18,6 +18,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import distributed
@@ -119,7 +120,7 @@ def _is_json(path: Path) -> bool:
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
     """Fine-tune `base` (a resolved local folder or hub id) and save the best checkpoint on val to `out_dir`.
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
@@ -161,9 +162,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    from .models import trust_remote_code
-
-    model = SentenceTransformer(str(base), device=device, trust_remote_code=trust_remote_code())
+    model = SentenceTransformer(str(base), device=device, trust_remote_code=security["trust_remote_code"])
     model.max_seq_length = cfg["max_seq_length"]
     log.info("base model %s on %s, max_seq_length %d, embedding size %d", base, device,
              model.max_seq_length, model.get_embedding_dimension())

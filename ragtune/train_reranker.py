@@ -23,6 +23,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from . import distributed
@@ -93,7 +94,7 @@ def _weight_keys(p: Path) -> list[str] | None:
     return keys
 
 
-def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
+def convert_to_cross_encoder(src: str, dst: str | Path, seed: int, *, security: Mapping[str, bool]) -> str:
     """Save `src`'s encoder with a fresh, seeded 1-logit head as an HF sequence-classification folder.
 
     Same result as `CrossEncoder(src, num_labels=1).save(dst)` (which calls the same transformers
@@ -104,9 +105,7 @@ def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
 
     torch.manual_seed(seed)
     try:
-        from .models import trust_remote_code
-
-        trust = trust_remote_code()
+        trust = security["trust_remote_code"]
         tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
         model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, ignore_mismatched_sizes=True,
                                                                    trust_remote_code=trust)
@@ -291,7 +290,7 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
     """Fine-tune `base` on the groups in train_path; save the val-best model to out_dir; return stats.
 
     Under torchrun (ragtune.distributed) each process trains on its share of the groups; rank 0 alone
@@ -315,7 +314,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
-    from .models import pick_device, resolve_model, seed_everything, trust_remote_code
+    from .models import pick_device, resolve_model, seed_everything
 
     device = pick_device(device)
     main, world = distributed.is_main(), distributed.world_size()
@@ -328,14 +327,14 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         # On resume the head converted by the interrupted run is reused.
         if not trained and not (checkpoint_dir / START / "config.json").is_file():
-            convert_to_cross_encoder(source, checkpoint_dir / START, seed)
+            convert_to_cross_encoder(source, checkpoint_dir / START, seed, security=security)
     distributed.barrier()
 
     seed_everything(seed)
     transformers.set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=trust_remote_code())
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=security["trust_remote_code"])
     hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
-                                                                  trust_remote_code=trust_remote_code())
+                                                                  trust_remote_code=security["trust_remote_code"])
     limits = [cfg["max_length"], getattr(hf_model.config, "max_position_embeddings", None) or 10**9]
     if tokenizer.model_max_length and tokenizer.model_max_length < 10**6:
         limits.append(tokenizer.model_max_length)
