@@ -63,10 +63,12 @@ def check_model_dir(path: str, security: Mapping[str, bool]) -> None:
     code) or an `auto_map` in a config. Pickle: `*.bin` / `*.pt` / `*.pth` / `*.pkl` weights with no
     safetensors next to them (the libraries prefer safetensors when both exist).
     """
+    # Both settings decide what this stage accepts, whatever the folder holds: read them up front.
+    trust_remote_code, allow_pickle = security["trust_remote_code"], security["allow_pickle"]
     p = Path(path)
     if not p.is_dir():
         return  # a hub id: the libraries apply their own checks (we pass trust_remote_code explicitly)
-    if not security["trust_remote_code"]:
+    if not trust_remote_code:
         code = sorted(f for f in p.rglob("*.py") if not any(x.startswith(".") for x in f.relative_to(p).parts))
         reason = f"ships Python code ({code[0].relative_to(p)})" if code else None
         for config_file in _config_files(p) if not reason else []:
@@ -84,7 +86,7 @@ def check_model_dir(path: str, security: Mapping[str, bool]) -> None:
     pickles = [f for pattern in ("*.bin", "*.pt", "*.pth", "*.pkl", "*/*.bin", "*/*.pt", "*/*.pth")
                for f in p.glob(pattern) if f.name not in ("training_args.bin", "optimizer.pt", "scheduler.pt",
                                                           "rng_state.pth")]
-    if pickles and not weights and not security["allow_pickle"]:
+    if pickles and not weights and not allow_pickle:
         raise UserError(f"{p}: only pickle weights ({pickles[0].relative_to(p)}), which can run code when "
                         f"loaded; refused. Convert them to safetensors, or to allow "
                         f"them set security.allow_pickle: true in params.yaml")

@@ -37,8 +37,6 @@ CONDITIONAL = {
     },
     "prepare": {},
     "mine": {
-        "mine.rrf_k": "mine.first_stage: hybrid",
-        "mine.index": "mine.first_stage: dense or hybrid",
         "mine.rescore_threshold": "mine.rescore_with set",
         "embedder.max_seq_length": "mine.first_stage: dense or hybrid",
         "embedder.encode_batch_size": "mine.first_stage: dense or hybrid",
@@ -51,7 +49,8 @@ CONDITIONAL = {
         "reranker.lora_alpha": "reranker.lora: true",
         "reranker.lora_target_modules": "reranker.lora: true",
     },
-    "merge": {
+    "merge": {  # merge.weight: auto scores each weight of merge.grid on val
+        "device": "merge.weight: auto",
         "merge.grid": "merge.weight: auto",
         "embedder.max_seq_length": "merge.weight: auto",
         "embedder.encode_batch_size": "merge.weight: auto",
