@@ -62,6 +62,7 @@ def _models(work: Path) -> Path:
     """The tiny BERT as every model evaluate wants: base, fine-tuned and merged embedders and rerankers."""
     from tiny_model import build_tiny_bert
 
+    from ragtune.params import defaults
     from ragtune.train_reranker import convert_to_cross_encoder
 
     models = work / "models"
@@ -70,7 +71,7 @@ def _models(work: Path) -> Path:
     tiny = Path(build_tiny_bert(work / "tiny"))
     for name in ("embedder", "embedder-merged"):
         shutil.copytree(tiny, models / name, dirs_exist_ok=True)
-    convert_to_cross_encoder(str(tiny), models / "reranker", seed=0)
+    convert_to_cross_encoder(str(tiny), models / "reranker", seed=0, security=defaults()["security"])
     shutil.copytree(models / "reranker", models / "reranker-merged", dirs_exist_ok=True)
     return models
 

@@ -46,8 +46,8 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[dict]:
     try:
         from . import params as params_module
         params = params_module.load(params_path)
-        from .models import seed_everything, set_security
-        set_security(params["security"])
+        params_module.trace_reads(name)
+        from .models import seed_everything
         seed_everything(params["seed"])
         yield params
     except UserError as e:

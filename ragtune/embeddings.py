@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from .io import atomic_output
-from .models import pick_device, resolve_model, trust_remote_code
+from .models import pick_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ def texts_fingerprint(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def load_model(model_path: str, device: str = "auto", max_seq_length: int | None = None):
-    """Load (once per process) a SentenceTransformer from a folder, packaged name or hub id."""
+def load_model(model_path: str, device: str = "auto", max_seq_length: int | None = None, *,
+               security: Mapping[str, bool]):
+    """Load (once per process) a SentenceTransformer from a folder, packaged name or hub id;
+    `security` is params["security"]."""
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model(model_path)
@@ -79,7 +82,7 @@ def load_model(model_path: str, device: str = "auto", max_seq_length: int | None
     model = _loaded.get(key)
     if model is None:
         # str(): a pathlib.Path raises TypeError in sentence-transformers 6.2.0.
-        model = SentenceTransformer(str(path), device=device, trust_remote_code=trust_remote_code())
+        model = SentenceTransformer(str(path), device=device, trust_remote_code=security["trust_remote_code"])
         _loaded.clear()  # keep one model in memory: stages switch models, RAM is small
         _loaded[key] = model
     if max_seq_length is not None:
@@ -99,7 +102,8 @@ def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: 
 
 def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
                   max_seq_length: int | None = None, device: str = "auto",
-                  cache_dir: str | Path | None = None, show_progress: bool = True) -> np.ndarray:
+                  cache_dir: str | Path | None = None, show_progress: bool = True,
+                  security: Mapping[str, bool]) -> np.ndarray:
     """Embed documents -> float32 array (len(texts), dim) with L2-normalised rows, cached on disk.
 
     The cache key covers the model files (or hub id), the texts in order, and max_seq_length, so a
@@ -120,7 +124,7 @@ def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
         except (OSError, ValueError):
             pass
         log.warning("corpus embeddings cache %s is unreadable; encoding again", cache_file)
-    model = load_model(path, device, max_seq_length)
+    model = load_model(path, device, max_seq_length, security=security)
     log.info("encoding %d documents with %s (max_seq_length %s, batch %d, device %s)", len(texts), path,
              model.max_seq_length, batch_size, model.device)
     start = time.perf_counter()
@@ -135,9 +139,9 @@ def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
 
 def encode_queries(model_path: str, texts: list[str], *, batch_size: int = 64,
                    max_seq_length: int | None = None, device: str = "auto",
-                   show_progress: bool = False) -> np.ndarray:
+                   show_progress: bool = False, security: Mapping[str, bool]) -> np.ndarray:
     """Embed queries -> float32 array (len(texts), dim) with L2-normalised rows (not cached)."""
-    model = load_model(model_path, device, max_seq_length)
+    model = load_model(model_path, device, max_seq_length, security=security)
     return _encode(model, texts, "query", batch_size, show_progress)
 
 

@@ -55,7 +55,7 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
         for split, queries in split_queries.items():
             runs[split][name] = dense_search(paths[name], corpus, queries, k, batch_size=emb["encode_batch_size"],
                                              max_seq_length=emb["max_seq_length"], device=device,
-                                             cache_dir=cache_dir)
+                                             cache_dir=cache_dir, security=params["security"])
     val_scores = {name: evaluate_run(runs["val"][name], val_qrels, cfg)[0]["nDCG@10"] for name in dense_names}
     if "hybrid" in wanted:
         best = max(dense_names, key=lambda n: (val_scores[n], -dense_names.index(n)))
@@ -96,7 +96,8 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     for reranker in rerankers:
         score_cache: dict = {}  # one model scores each (query, doc) pair once across first stages and splits
         rerank_split = functools.partial(_rerank_split, corpus=corpus, model=paths[f"rerank:{reranker}"],
-                                         cfg=cfg, max_length=rr["max_length"], device=device, cache=score_cache)
+                                         cfg=cfg, max_length=rr["max_length"], device=device, cache=score_cache,
+                                         security=params["security"])
         alphas[reranker] = _pick_alpha(cfg, runs["val"], split_queries["val"], qrels["val"], rerank_split)
         log.info("rerank:%s: interpolation alpha %s", reranker, alphas[reranker])
         reranked = rerank_split(runs["test"], split_queries["test"], alphas[reranker]["alpha"])
@@ -190,7 +191,7 @@ def _by_group_means(groups: dict) -> dict | None:
 
 
 def _rerank_split(runs: dict, queries: dict, alpha: float, *, corpus: dict, model: str, cfg: dict,
-                  max_length: int, device: str, cache: dict) -> dict:
+                  max_length: int, device: str, cache: dict, security: dict) -> dict:
     """Rerank every first stage's run of one split, interpolated with the first stage at `alpha`."""
     from .rerank import interpolate, rerank
 
@@ -198,7 +199,7 @@ def _rerank_split(runs: dict, queries: dict, alpha: float, *, corpus: dict, mode
     out = {}
     for first, run in runs.items():
         reranked = rerank(run, queries, corpus, model, depth=depth, batch_size=cfg["batch_size"],
-                          max_length=max_length, device=device, cache=cache)
+                          max_length=max_length, device=device, cache=cache, security=security)
         out[first] = reranked if alpha == 1.0 else interpolate(run, reranked, alpha, depth=depth)
     return out
 

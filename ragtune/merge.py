@@ -96,7 +96,8 @@ def _embedder_scorer(finetuned_dir: str, groups: list[dict], params: dict):
     from .models import pick_device
 
     cfg = params["embedder"]
-    model = SentenceTransformer(str(finetuned_dir), device=pick_device(params["device"]))
+    model = SentenceTransformer(str(finetuned_dir), device=pick_device(params["device"]),
+                                trust_remote_code=params["security"]["trust_remote_code"])
     model.max_seq_length = cfg["max_seq_length"]
     body = model[0].auto_model
     evaluator = val_evaluator(val_samples(groups), name="val", batch_size=cfg["encode_batch_size"])
@@ -114,8 +115,10 @@ def _reranker_scorer(finetuned_dir: str, groups: list[dict], params: dict):
     from .rerank import val_ndcg as reranker_val_ndcg
 
     cfg, device = params["reranker"], pick_device(params["device"])
-    tokenizer = AutoTokenizer.from_pretrained(str(finetuned_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(str(finetuned_dir)).to(device).eval()
+    trust = params["security"]["trust_remote_code"]
+    tokenizer = AutoTokenizer.from_pretrained(str(finetuned_dir), trust_remote_code=trust)
+    model = AutoModelForSequenceClassification.from_pretrained(str(finetuned_dir), trust_remote_code=trust
+                                                               ).to(device).eval()
 
     def val_ndcg() -> float:
         return reranker_val_ndcg(model, tokenizer, groups, max_length=cfg["max_length"],

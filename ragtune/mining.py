@@ -49,7 +49,7 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str, language: str):
+                 cache_dir: str | Path | None, index: str, language: str, security: Mapping[str, bool]):
         self.kind = kind
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
@@ -68,11 +68,12 @@ class _FirstStage:
             doc_ids = list(corpus)
             doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
                                     batch_size=embedder["encode_batch_size"],
-                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir)
+                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir,
+                                    security=security)
             qids = list(queries)
             q_emb = encode_queries(embedder["base"], [queries[q] for q in qids],
                                    batch_size=embedder["encode_batch_size"],
-                                   max_seq_length=embedder["max_seq_length"], device=device)
+                                   max_seq_length=embedder["max_seq_length"], device=device, security=security)
             self._dense = ({d: i for i, d in enumerate(doc_ids)}, doc_emb, dict(zip(qids, q_emb)))
             runs.append(DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, sub_depth))
         if kind == "hybrid":
@@ -114,7 +115,7 @@ def _positives(qrels: Qrels, corpus: Mapping[str, Any], queries: Mapping[str, An
     return out
 
 
-def _rescorer(name: str | None, device: str):
+def _rescorer(name: str | None, device: str, security: Mapping[str, bool]):
     """A function (query, [texts]) -> sigmoid scores, or None when no cross-encoder is configured."""
     if not name:
         return None
@@ -122,10 +123,8 @@ def _rescorer(name: str | None, device: str):
     from sentence_transformers import CrossEncoder
 
     from .models import pick_device, resolve_model
-
-    from .models import trust_remote_code
-
-    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device), trust_remote_code=trust_remote_code())
+    model = CrossEncoder(str(resolve_model(name)), device=pick_device(device),
+                         trust_remote_code=security["trust_remote_code"])
     log.info("rescoring mined candidates with cross-encoder %s", name)
 
     def score(query: str, texts: list[str]) -> list[float]:
@@ -155,12 +154,13 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
 
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
-         device: str = "auto", cache_dir: str | Path | None = None, language: str = "en"
-         ) -> tuple[list[dict], list[dict], dict[str, Any]]:
+         device: str = "auto", cache_dir: str | Path | None = None, language: str = "en",
+         security: Mapping[str, bool]) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining; language is params["language"] (BM25's words). Returns (train_groups,
+    for dense and hybrid mining; language is params["language"] (BM25's words); security is
+    params["security"]. Returns (train_groups,
     val_groups, stats); groups are {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage
     scores. Same inputs and seed -> same groups.
     """
@@ -177,10 +177,10 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     depth = max(cfg["range_max"], cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
                         embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
-                        language=language)
+                        language=language, security=security)
     given = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
              if cfg["given_negatives"] != "ignore" else [] for qid in train_pos}
-    miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device), given)
+    miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device, security), given)
     train_groups = [miner.train_group(qid, pos) for qid, pos in train_pos.items()]
     val_groups = [miner.val_group(qid, pos) for qid, pos in val_pos.items()]
     stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels), n_val=len(val_qrels),

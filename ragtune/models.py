@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import UserError
@@ -47,7 +48,7 @@ def resolve_model(name: str) -> str:
 def checked_model(name: str, security: dict) -> str:
     """`name` resolved (see resolve_model) and, when a local folder, checked against params' `security`."""
     path = resolve_model(name)
-    check_model_dir(path, security["trust_remote_code"], security["allow_pickle"])
+    check_model_dir(path, security)
     return path
 
 
@@ -118,21 +119,6 @@ def _weight_keys(p: Path) -> list[str] | None:
     return keys
 
 
-# What stage() read from params.yaml's `security` section; load sites pass it to the libraries.
-_SECURITY = {"trust_remote_code": False, "allow_pickle": False}
-
-
-def set_security(security: dict) -> None:
-    """Called once per stage with params["security"]."""
-    _SECURITY["trust_remote_code"] = bool(security.get("trust_remote_code", False))
-    _SECURITY["allow_pickle"] = bool(security.get("allow_pickle", False))
-
-
-def trust_remote_code() -> bool:
-    """The value every SentenceTransformer / CrossEncoder / AutoModel load passes explicitly."""
-    return _SECURITY["trust_remote_code"]
-
-
 def _config_files(p: Path) -> list[Path]:
     # The model's own config and its tokenizer's, at the top level and one level down (sentence-
     # transformers folders may keep the transformer in a subfolder): any of them may name custom code.
@@ -141,13 +127,18 @@ def _config_files(p: Path) -> list[Path]:
             if f.is_file()]
 
 
-def check_model_dir(path: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
-    """Refuse model folders that would run code or unpickle weights unless params allow it.
+def check_model_dir(path: str, security: Mapping[str, bool]) -> None:
+    """Refuse model folders that would run code or unpickle weights unless params["security"] allows it.
+
+    Security is passed, never global: every function that loads a model takes `security`
+    (params["security"]) and hands `security["trust_remote_code"]` to the library explicitly.
 
     Custom code: a `*.py` file anywhere in the folder (sentence-transformers custom modules, HF remote
     code) or an `auto_map` in a config. Pickle: `*.bin` / `*.pt` / `*.pth` / `*.pkl` weights with no
     safetensors next to them (the libraries prefer safetensors when both exist).
     """
+    # Both settings decide what this stage accepts, whatever the folder holds: read them up front.
+    trust_remote_code, allow_pickle = security["trust_remote_code"], security["allow_pickle"]
     p = Path(path)
     if not p.is_dir():
         return  # a hub id: the libraries apply their own checks (we pass trust_remote_code explicitly)

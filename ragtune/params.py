@@ -81,6 +81,13 @@ class Section(BaseModel):
     def __len__(self) -> int:
         return len(type(self).__pydantic_fields__)
 
+    def __eq__(self, other: object) -> bool:  # equal to a dict with the same keys and values
+        if isinstance(other, dict):
+            return dict(self.items()) == other
+        return super().__eq__(other)
+
+    __hash__ = None  # mutable, like a dict
+
     def keys(self) -> list[str]:
         return list(type(self).__pydantic_fields__)
 

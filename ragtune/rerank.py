@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -17,16 +18,13 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
-def _load(model_path: str, device: str):
+def _load(model_path: str, device: str, trust_remote_code: bool):
     """Tokenizer and model, loaded once per (path, device) even across rerank calls."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        from .models import trust_remote_code
-
-        trust = trust_remote_code()
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise UserError(f"reranker '{model_path}': cannot load: {e}") from None
     if model.config.num_labels != 1:
@@ -76,11 +74,11 @@ def val_ndcg(model, tokenizer, val_groups: list[dict], *, max_length: int, batch
 
 
 def score_pairs(model_path: str, pairs: list[tuple[str, str]], *, batch_size: int = 32, max_length: int = 256,
-                device: str = "cpu") -> np.ndarray:
-    """Cross-encoder logits for (query, passage) pairs, in input order."""
+                device: str = "cpu", security: Mapping[str, bool]) -> np.ndarray:
+    """Cross-encoder logits for (query, passage) pairs, in input order; `security` is params["security"]."""
     if not pairs:
         return np.zeros(0, dtype=np.float32)
-    tokenizer, model = _load(str(model_path), device)
+    tokenizer, model = _load(str(model_path), device, security["trust_remote_code"])
     log.info("scoring %d pairs with %s (batch %d, max_length %d)", len(pairs), model_path, batch_size, max_length)
     return score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, device=device)
 
@@ -92,7 +90,7 @@ def _ranked(docs: dict[str, float]) -> list[str]:
 
 def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]], model_path: str, *,
            depth: int, batch_size: int = 32, max_length: int = 256, device: str = "cpu",
-           cache: dict[tuple[str, str], float] | None = None) -> Run:
+           cache: dict[tuple[str, str], float] | None = None, security: Mapping[str, bool]) -> Run:
     """Rerank each query's top-`depth` docs with the cross-encoder; the rest keep their order below them.
 
     `cache` maps (qid, docid) -> score for THIS model: pass the same dict when several first stages are
@@ -113,7 +111,7 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
                                       len(run), len(todo), len(cache))
     if todo:
         scores = score_pairs(model_path, [(queries[q], doc_text(corpus[d])) for q, d in todo],
-                             batch_size=batch_size, max_length=max_length, device=device)
+                             batch_size=batch_size, max_length=max_length, device=device, security=security)
         cache.update(zip(todo, map(float, scores)))
     out: Run = {}
     for qid, docs in run.items():

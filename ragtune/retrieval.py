@@ -179,16 +179,17 @@ class DenseIndex:
 
 def dense_search(model_path: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any],
                  k: int, *, batch_size: int = 64, max_seq_length: int | None = None, device: str = "auto",
-                 cache_dir: str | Path | None = None, index: str = "flat") -> Run:
-    """Encode corpus (cached) and queries with one model and return the top-k run."""
+                 cache_dir: str | Path | None = None, index: str = "flat", security: Mapping[str, bool]) -> Run:
+    """Encode corpus (cached) and queries with one model and return the top-k run; `security` is
+    params["security"]."""
     from .embeddings import encode_corpus, encode_queries
 
     doc_ids = list(corpus)
     doc_emb = encode_corpus(model_path, [doc_text(corpus[d]) for d in doc_ids], batch_size=batch_size,
-                            max_seq_length=max_seq_length, device=device, cache_dir=cache_dir)
+                            max_seq_length=max_seq_length, device=device, cache_dir=cache_dir, security=security)
     qids = list(queries)
     q_emb = encode_queries(model_path, [query_text(queries[q]) for q in qids], batch_size=batch_size,
-                           max_seq_length=max_seq_length, device=device)
+                           max_seq_length=max_seq_length, device=device, security=security)
     return DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, k)
 
 

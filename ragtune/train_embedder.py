@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import distributed
@@ -83,7 +84,7 @@ def _make_loss(model, cfg: dict, gather: bool = False):
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
     """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`.
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
@@ -101,7 +102,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     from .models import seed_everything
 
     seed_everything(seed)
-    model = _load_model(base, cfg, device)
+    model = _load_model(base, cfg, device, security)
     world = distributed.world_size()
     plan = _plan(counts["rows"], cfg, epochs, world, train_path)
     resume_from = _pick_checkpoint(checkpoint_dir, resume)
@@ -162,13 +163,13 @@ def _read_data(train_path: Path, val_path: Path, num_negatives: int):
     return train_groups, columns, counts, samples
 
 
-def _load_model(base: str, cfg: dict, device: str):
+def _load_model(base: str, cfg: dict, device: str, security: Mapping[str, bool]):
     from sentence_transformers import SentenceTransformer
 
-    from .models import resolve_model, trust_remote_code
+    from .models import resolve_model
 
     path = resolve_model(base)  # the params name; its location on this machine goes to the log only
-    model = SentenceTransformer(str(path), device=device, trust_remote_code=trust_remote_code())
+    model = SentenceTransformer(str(path), device=device, trust_remote_code=security["trust_remote_code"])
     model.max_seq_length = cfg["max_seq_length"]
     log.info("base model %s (%s) on %s, max_seq_length %d, embedding size %d", base, path, device,
              model.max_seq_length, model.get_embedding_dimension())

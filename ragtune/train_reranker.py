@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ STATE = "best.json"
 # ---------------------------------------------------------------- models
 
 
-def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
+def convert_to_cross_encoder(src: str, dst: str | Path, seed: int, *, security: Mapping[str, bool]) -> str:
     """Save `src`'s encoder with a fresh, seeded 1-logit head as an HF sequence-classification folder.
 
     Same result as `CrossEncoder(src, num_labels=1).save(dst)` (which calls the same transformers
@@ -52,9 +53,7 @@ def convert_to_cross_encoder(src: str, dst: str | Path, seed: int) -> str:
 
     torch.manual_seed(seed)
     try:
-        from .models import trust_remote_code
-
-        trust = trust_remote_code()
+        trust = security["trust_remote_code"]
         tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
         model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, ignore_mismatched_sizes=True,
                                                                    trust_remote_code=trust)
@@ -210,7 +209,7 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
     """Fine-tune `base` (the model name from params) on the groups in train_path; save the val-best model
     to out_dir; return stats.
 
@@ -233,10 +232,10 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     device = pick_device(device)
     main, world = distributed.is_main(), distributed.world_size()
-    trained, start = _prepare_start(base, checkpoint_dir, resume, seed)
+    trained, start = _prepare_start(base, checkpoint_dir, resume, seed, security)
     seed_everything(seed)
     transformers.set_seed(seed)
-    tokenizer, hf_model, max_length = _load_start(start, cfg)
+    tokenizer, hf_model, max_length = _load_start(start, cfg, security)
     dataset, collator = _data(train_groups, train_path, tokenizer, cfg, max_length, seed)
     validation = _Validation(checkpoint_dir, tokenizer, val_groups, cfg, max_length, device, resume=resume,
                              live_dir=live_dir if main else None)
@@ -281,7 +280,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     return stats
 
 
-def _prepare_start(base: str, checkpoint_dir: Path, resume: bool, seed: int) -> tuple[bool, str]:
+def _prepare_start(base: str, checkpoint_dir: Path, resume: bool, seed: int,
+                   security: Mapping[str, bool]) -> tuple[bool, str]:
     """(is `base` a trained cross-encoder, the folder training starts from). A bi-encoder first gets a
     fresh, seeded head in checkpoint_dir/start; a fresh run clears checkpoint_dir first."""
     from .models import is_trained_reranker, resolve_model
@@ -295,21 +295,19 @@ def _prepare_start(base: str, checkpoint_dir: Path, resume: bool, seed: int) -> 
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         # On resume the head converted by the interrupted run is reused.
         if not trained and not (checkpoint_dir / START / "config.json").is_file():
-            convert_to_cross_encoder(source, checkpoint_dir / START, seed)
+            convert_to_cross_encoder(source, checkpoint_dir / START, seed, security=security)
     distributed.barrier()
     return trained, start
 
 
-def _load_start(start: str, cfg: dict):
+def _load_start(start: str, cfg: dict, security: Mapping[str, bool]):
     """(tokenizer, model, max_length): the start model, with LoRA when asked, and the longest input
     both the model and params allow."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .models import trust_remote_code
-
-    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=trust_remote_code())
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=security["trust_remote_code"])
     hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
-                                                                  trust_remote_code=trust_remote_code())
+                                                                  trust_remote_code=security["trust_remote_code"])
     limits = [cfg["max_length"], getattr(hf_model.config, "max_position_embeddings", None) or 10**9]
     if tokenizer.model_max_length and tokenizer.model_max_length < 10**6:
         limits.append(tokenizer.model_max_length)

@@ -3,12 +3,15 @@ import shutil
 import numpy as np
 
 from ragtune.embeddings import encode_corpus, encode_queries, model_fingerprint, texts_fingerprint
+from ragtune.params import defaults
+
+SECURITY = defaults()["security"]  # the loaders take params["security"] explicitly
 
 TEXTS = ["python function module", "search index retrieval rank score", "train test split", "a"]
 
 
 def test_encode_corpus_normalised_float32_and_cached(tiny_model, tmp_path):
-    emb = encode_corpus(tiny_model, TEXTS, batch_size=2, device="cpu", cache_dir=tmp_path)
+    emb = encode_corpus(tiny_model, TEXTS, batch_size=2, device="cpu", cache_dir=tmp_path, security=SECURITY)
     assert emb.dtype == np.float32 and emb.shape == (4, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
     files = list(tmp_path.glob("*.npy"))
@@ -17,26 +20,26 @@ def test_encode_corpus_normalised_float32_and_cached(tiny_model, tmp_path):
     planted = np.full_like(emb, 0.5)
     np.save(files[0], planted)
     np.testing.assert_array_equal(encode_corpus(tiny_model, TEXTS, batch_size=2, device="cpu",
-                                                cache_dir=tmp_path), planted)
+                                                cache_dir=tmp_path, security=SECURITY), planted)
 
 
 def test_cache_key_changes_with_texts_length_and_model(tiny_model, tmp_path):
-    encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path)
-    encode_corpus(tiny_model, TEXTS[:3], device="cpu", cache_dir=tmp_path)
-    encode_corpus(tiny_model, TEXTS, max_seq_length=16, device="cpu", cache_dir=tmp_path)
+    encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY)
+    encode_corpus(tiny_model, TEXTS[:3], device="cpu", cache_dir=tmp_path, security=SECURITY)
+    encode_corpus(tiny_model, TEXTS, max_seq_length=16, device="cpu", cache_dir=tmp_path, security=SECURITY)
     other = tmp_path / "model2"
     shutil.copytree(tiny_model, other)
     (other / "config.json").write_text((other / "config.json").read_text() + "\n")
-    encode_corpus(str(other), TEXTS, device="cpu", cache_dir=tmp_path)
+    encode_corpus(str(other), TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY)
     assert len(list(tmp_path.glob("*.npy"))) == 4
     assert not list(tmp_path.glob(".*tmp*"))  # atomic writes left no temp files
 
 
 def test_unreadable_cache_is_recomputed(tiny_model, tmp_path):
-    first = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path)
+    first = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY)
     (cache,) = tmp_path.glob("*.npy")
     cache.write_bytes(b"garbage")
-    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path), first,
+    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY), first,
                                atol=1e-6)
 
 
@@ -44,14 +47,14 @@ def test_matches_a_bare_sentence_transformer(tiny_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     bare = SentenceTransformer(tiny_model, device="cpu").encode(TEXTS, normalize_embeddings=True)
-    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path), bare,
+    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY), bare,
                                atol=1e-5)
-    np.testing.assert_allclose(encode_queries(tiny_model, TEXTS, device="cpu"), bare, atol=1e-5)
+    np.testing.assert_allclose(encode_queries(tiny_model, TEXTS, device="cpu", security=SECURITY), bare, atol=1e-5)
 
 
 def test_empty_input(tiny_model, tmp_path):
-    assert encode_queries(tiny_model, [], device="cpu").shape == (0, 32)
-    assert encode_corpus(tiny_model, [], device="cpu", cache_dir=tmp_path).shape == (0, 32)
+    assert encode_queries(tiny_model, [], device="cpu", security=SECURITY).shape == (0, 32)
+    assert encode_corpus(tiny_model, [], device="cpu", cache_dir=tmp_path, security=SECURITY).shape == (0, 32)
 
 
 def test_fingerprints(tiny_model, tmp_path):

@@ -59,7 +59,8 @@ def test_auto_weight_for_a_reranker_merges_body_and_keeps_head(tiny_model, tmp_p
     from ragtune.params import defaults
     from ragtune.train_reranker import convert_to_cross_encoder
 
-    reranker = convert_to_cross_encoder(tiny_model, tmp_path / "ce", seed=0)  # fresh head on the body
+    reranker = convert_to_cross_encoder(tiny_model, tmp_path / "ce", seed=0,
+                                        security=defaults()["security"])  # fresh head on the body
     val = tmp_path / "val.jsonl"
     write_jsonl(val, [{"query": "python function", "pos": ["the python function"], "neg": ["a file error", "data"]}])
     params = defaults()

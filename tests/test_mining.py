@@ -27,7 +27,7 @@ def cfg(**kw):
 
 
 def run(c, train=TRAIN, val=VAL, seed=0, **kw):
-    return mine(CORPUS, QUERIES, train, val, c, seed=seed, **kw)
+    return mine(CORPUS, QUERIES, train, val, c, seed=seed, security=defaults()["security"], **kw)
 
 
 def negs(group):

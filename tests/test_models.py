@@ -29,12 +29,6 @@ class CustomForSequenceClassification(BertForSequenceClassification):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _default_security():
-    yield
-    models.set_security({})  # tests below change the process-wide setting
-
-
 def _copy(tiny_model: str, dst: Path) -> Path:
     shutil.copytree(tiny_model, dst)
     return dst
@@ -72,9 +66,9 @@ def test_resolve_model(tmp_path):
 
 
 def test_plain_safetensors_folders_pass(tiny_model):
-    models.check_model_dir(tiny_model)
-    models.check_model_dir(models.resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
-    models.check_model_dir("some-org/some-model")  # a hub id: the libraries refuse remote code themselves
+    models.check_model_dir(tiny_model, _security())
+    models.check_model_dir(models.resolve_model("sentence-transformers/all-MiniLM-L6-v2"), _security())
+    models.check_model_dir("some-org/some-model", _security())  # a hub id: the libraries refuse remote code themselves
 
 
 @pytest.mark.parametrize("plant", ["auto_map", "tokenizer_auto_map", "py_file", "nested_py_file"])
@@ -91,24 +85,24 @@ def test_custom_code_is_refused_with_how_to_allow_it(tiny_model, tmp_path, plant
     else:  # a sentence-transformers custom module in a subfolder
         (path / "1_Pooling" / "custom_pooling.py").write_text("print('hi')\n")
     with pytest.raises(UserError) as e:
-        models.check_model_dir(str(path))
+        models.check_model_dir(str(path), _security())
     assert "custom code" in str(e.value) or "Python code" in str(e.value)
     assert "set security.trust_remote_code: true in params.yaml" in str(e.value)
-    models.check_model_dir(str(path), trust_remote_code=True)  # allowed when the user says so
+    models.check_model_dir(str(path), _security(trust_remote_code=True))  # allowed when the user says so
 
 
 def test_pickle_only_weights_are_refused_unless_allowed(tiny_model, tmp_path):
     path = _copy(tiny_model, tmp_path / "m")
     (path / "model.safetensors").rename(path / "pytorch_model.bin")
     with pytest.raises(UserError, match=r"only pickle weights \(pytorch_model.bin\).*security.allow_pickle: true"):
-        models.check_model_dir(str(path))
-    models.check_model_dir(str(path), allow_pickle=True)
+        models.check_model_dir(str(path), _security())
+    models.check_model_dir(str(path), _security(allow_pickle=True))
     (path / "model.safetensors").write_bytes(b"")  # safetensors present: the libraries load those first
-    models.check_model_dir(str(path))
+    models.check_model_dir(str(path), _security())
     # Trainer leftovers are not weights.
     other = _copy(tiny_model, tmp_path / "m2")
     (other / "training_args.bin").write_bytes(b"x")
-    models.check_model_dir(str(other))
+    models.check_model_dir(str(other), _security())
 
 
 # ---------------------------------------------------------------- every user-named model is checked
@@ -164,18 +158,16 @@ def test_loads_pass_trust_remote_code_from_params(tiny_model, tmp_path, monkeypa
     monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
     monkeypatch.setattr(sys, "path", list(sys.path))
     path = _with_remote_code(tiny_model, tmp_path / "custom")
-    models.set_security(_security(trust_remote_code=False))
     with pytest.raises(Exception, match="trust_remote_code"):
-        embeddings.load_model(str(path), device="cpu")
+        embeddings.load_model(str(path), device="cpu", security=_security(trust_remote_code=False))
     assert not (path / "CODE_RAN").exists()
 
-    models.set_security(_security(trust_remote_code=True))
-    model = embeddings.load_model(str(path), device="cpu")
+    model = embeddings.load_model(str(path), device="cpu", security=_security(trust_remote_code=True))
     assert (path / "CODE_RAN").read_text() == "yes"
     assert type(model[0].auto_model).__name__ == "CustomModel"
     (path / "CODE_RAN").unlink()
     rerank._load.cache_clear()
-    _, cross = rerank._load(str(path), "cpu")
+    _, cross = rerank._load(str(path), "cpu", True)
     assert type(cross).__name__ == "CustomForSequenceClassification"
     rerank._load.cache_clear()
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ragtune.params import defaults
 from ragtune.retrieval import BM25Index, DenseIndex, dense_search, rrf, top_k
 
 DOCS = {"pos": "apple banana cherry", "near": "apple banana cherry pie", "ab": "apple banana split",
@@ -96,7 +97,7 @@ def test_dense_search_with_tiny_model(tiny_model, tmp_path):
               "d2": {"title": "", "text": "search index retrieval rank score"},
               "d3": {"title": "", "text": "train test split corpus"}}
     run = dense_search(tiny_model, corpus, {"q": "python class"}, k=2, batch_size=2, device="cpu",
-                       cache_dir=tmp_path)
+                       cache_dir=tmp_path, security=defaults()["security"])
     assert len(run["q"]) == 2 and set(run["q"]) <= set(corpus)
     scores = list(run["q"].values())
     assert scores == sorted(scores, reverse=True) and all(-1.0001 <= s <= 1.0001 for s in scores)

@@ -40,7 +40,8 @@ def _cfg(**over) -> dict:
 
 def _run(tiny_model, data, tmp_path, name="out", **kw):
     args = dict(base=tiny_model, out_dir=tmp_path / name, cfg=_cfg(), epochs=1, seed=7, device="cpu",
-                checkpoint_dir=tmp_path / f"ckpt-{name}", live_dir=tmp_path / f"live-{name}")
+                checkpoint_dir=tmp_path / f"ckpt-{name}", live_dir=tmp_path / f"live-{name}",
+                security=defaults()["security"])
     args.update(data)
     args.update(kw)
     return train_embedder(**args)

@@ -56,7 +56,8 @@ def _train(model, data, tmp_path, name="out", epochs=1, resume=False, live=True,
     return train_reranker(base=model, train_path=train, val_path=val, out_dir=tmp_path / name,
                           cfg=_cfg(**over), epochs=epochs, seed=7, device="cpu",
                           checkpoint_dir=tmp_path / f"ckpt-{name}",
-                          live_dir=tmp_path / f"live-{name}" if live else None, resume=resume)
+                          live_dir=tmp_path / f"live-{name}" if live else None, resume=resume,
+                          security=defaults()["security"])
 
 
 def test_trained_model_loads_with_flagreranker_and_crossencoder(tiny, data, tmp_path, monkeypatch):
@@ -142,7 +143,8 @@ def test_lora_is_merged_into_a_plain_model(tiny, data, tmp_path):
         assert any(not (sd[k] == start[k]).all() for k in sd if k in start and "encoder" in k)
     from ragtune.rerank import score_pairs
 
-    assert score_pairs(str(out), [("python", "the python")], batch_size=2, max_length=32).shape == (1,)
+    assert score_pairs(str(out), [("python", "the python")], batch_size=2, max_length=32,
+                       security=defaults()["security"]).shape == (1,)
 
 
 def test_bad_lora_targets_name_the_param(tiny, data, tmp_path):

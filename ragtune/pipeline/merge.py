@@ -15,7 +15,7 @@ def run(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: st
     results = {}
     for kind, finetuned, out in (("embedder", embedder_dir, embedder_out), ("reranker", reranker_dir, reranker_out)):
         base = local_model_dir(params[kind]["base"])
-        check_model_dir(base, params["security"]["trust_remote_code"], params["security"]["allow_pickle"])
+        check_model_dir(base, params["security"])
         weight, grid_scores = cfg["weight"], None
         if weight == "auto":
             weight, grid_scores = pick_weight(kind, finetuned, base, Path(negatives_dir) / "val.jsonl",

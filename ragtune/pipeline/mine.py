@@ -14,14 +14,17 @@ from ..models import checked_model, pick_device
 def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stats_path: str) -> None:
     if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
         checked_model(params["mine"]["rescore_with"], params["security"])
-    embedder = dict(params["embedder"], base=checked_model(params["embedder"]["base"], params["security"]))
+    # A copy, not dict(...): only the keys mining reads count as read (see params.trace_reads).
+    embedder = params["embedder"].model_copy(
+        update={"base": checked_model(params["embedder"]["base"], params["security"])})
     corpus = read_corpus(corpus_path)
     queries = read_queries(Path(prepared_dir) / "queries.jsonl")
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
     val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
     train_groups, val_groups, stats = mine_groups(
         corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
-        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR, language=params["language"])
+        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR, language=params["language"],
+        security=params["security"])
     if not train_groups:
         raise UserError("mine: no training groups (are there train queries with positives?)")
     with atomic_output(out_dir, is_dir=True) as tmp:

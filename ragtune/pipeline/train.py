@@ -27,7 +27,7 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
         stats = train(base=cfg["base"], train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
                       device=device, checkpoint_dir=Path(checkpoint_dir),
-                      live_dir=Path(live_dir) if main else None, resume=resume)
+                      live_dir=Path(live_dir) if main else None, resume=resume, security=params["security"])
     finally:
         distributed.finish()
     if not main:

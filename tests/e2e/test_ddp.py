@@ -112,7 +112,8 @@ def test_embedder_trains_one_model_on_two_processes(workdir, model):
     cfg = dict(params["embedder"], batch_size=8, nproc=1)
     one = train_embedder(base=model, train_path=workdir / "neg" / "train.jsonl",
                          val_path=workdir / "neg" / "val.jsonl", out_dir=workdir / "one", cfg=cfg,
-                         epochs=params["epochs"], seed=params["seed"], device="cpu", checkpoint_dir=workdir / "ck-one", live_dir=workdir / "live-one")
+                         epochs=params["epochs"], seed=params["seed"], device="cpu", checkpoint_dir=workdir / "ck-one", live_dir=workdir / "live-one",
+                         security=params["security"])
     assert one["steps"] == stats["steps"]
     _same_curves(workdir / "live-embedder", workdir / "live-one")
     reference = SentenceTransformer(str(workdir / "one"), device="cpu")
@@ -134,7 +135,8 @@ def test_reranker_trains_one_model_on_two_processes(workdir, model):
     cfg = dict(params["reranker"], batch_size=4, nproc=1)
     one = train_reranker(base=model, train_path=workdir / "neg" / "train.jsonl",
                          val_path=workdir / "neg" / "val.jsonl", out_dir=workdir / "one", cfg=cfg,
-                         epochs=params["epochs"], seed=params["seed"], device="cpu", checkpoint_dir=workdir / "ck-one", live_dir=workdir / "live-one")
+                         epochs=params["epochs"], seed=params["seed"], device="cpu", checkpoint_dir=workdir / "ck-one", live_dir=workdir / "live-one",
+                         security=params["security"])
     assert one["steps"] == stats["steps"]
     _same_curves(workdir / "live-reranker", workdir / "live-one")
     import torch

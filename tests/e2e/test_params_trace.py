@@ -1,0 +1,109 @@
+"""Each stage's `params:` in dvc.yaml are exactly the keys it reads (issue 11, part 2).
+
+One `dvc repro` on the tiny model with $RAGTUNE_PARAMS_TRACE set: every stage records each param key it
+reads (ragtune.params.trace_reads), and each stage's record is compared with what dvc.yaml declares.
+
+The rule, per stage:
+- every key it reads is declared (an undeclared read leaves stale outputs that look current);
+- every declared key is read in this run, or is listed in CONDITIONAL below: read only under settings
+  this run does not use (the setting is named, so the list can be checked by reading the code);
+- a whole section may be declared (`- mine`); it counts as all of its keys, so the same two rules apply
+  to each of them. Declare a section whole when the stage reads all of it (counting CONDITIONAL keys),
+  else list its keys one by one.
+"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from ragtune import params
+
+from .conftest import env_for, make_project
+
+# stage -> {key or "section." prefix: the setting under which the stage reads it}
+CONDITIONAL = {
+    "ingest": {
+        "ingest.path": "ingest.source: beir, documents or conversations",
+        "ingest.strict": "ingest.source: beir or conversations",
+        "ingest.chunk_unit": "ingest.source: documents",
+        "ingest.chunk_size": "ingest.source: documents",
+        "ingest.chunk_overlap": "ingest.source: documents",
+        "ingest.queries_per_chunk": "ingest.source: documents",
+        "ingest.generator": "ingest.source: documents",
+        "ingest.llm.": "ingest.generator: llm",
+        "ingest.conversation.": "ingest.source: conversations",
+    },
+    "prepare": {},
+    "mine": {
+        "mine.rescore_threshold": "mine.rescore_with set",
+        "embedder.max_seq_length": "mine.first_stage: dense or hybrid",
+        "embedder.encode_batch_size": "mine.first_stage: dense or hybrid",
+    },
+    "train_embedder": {
+        "embedder.mini_batch_size": "embedder.loss: cached_mnrl",
+    },
+    "train_reranker": {
+        "reranker.lora_r": "reranker.lora: true",
+        "reranker.lora_alpha": "reranker.lora: true",
+        "reranker.lora_target_modules": "reranker.lora: true",
+    },
+    "merge": {  # merge.weight: auto scores each weight of merge.grid on val
+        "device": "merge.weight: auto",
+        "merge.grid": "merge.weight: auto",
+        "embedder.max_seq_length": "merge.weight: auto",
+        "embedder.encode_batch_size": "merge.weight: auto",
+        "reranker.max_length": "merge.weight: auto",
+        "reranker.val_negatives": "merge.weight: auto",
+        "evaluate.batch_size": "merge.weight: auto",
+    },
+    "evaluate": {},
+}
+
+ALL_KEYS = list(params.leaf_keys())
+
+
+def expand(entry: str) -> set[str]:
+    """A dvc.yaml params entry -> the leaf keys it covers (a section covers all of its keys)."""
+    keys = {k for k in ALL_KEYS if k == entry or k.startswith(entry + ".")}
+    assert keys, f"dvc.yaml declares '{entry}', which is no param"
+    return keys
+
+
+def conditional(stage: str) -> set[str]:
+    out = set()
+    for entry in CONDITIONAL[stage]:
+        out |= {k for k in ALL_KEYS if k == entry or (entry.endswith(".") and k.startswith(entry))}
+    return out
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory, tiny_model) -> tuple[dict, dict]:
+    """(stage -> declared params entries, stage -> keys read) from one traced `dvc repro`."""
+    repo = make_project(tmp_path_factory.mktemp("trace"), tiny_model)
+    trace = repo.parent / "params-read.txt"
+    proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env_for(repo, RAGTUNE_PARAMS_TRACE=str(trace)),
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    read: dict[str, set[str]] = {}
+    for line in trace.read_text().splitlines():
+        stage, key = line.split()
+        read.setdefault(stage, set()).add(key)
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    return {name: s.get("params", []) for name, s in stages.items()}, read
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage", list(CONDITIONAL))
+def test_stage_declares_exactly_the_params_it_reads(traced, stage):
+    declared_entries, read_by = traced
+    assert set(declared_entries) == set(CONDITIONAL), "a stage without a row in CONDITIONAL"
+    read = read_by.get(stage, set())
+    assert read, f"{stage} recorded no param read: did it run with the trace on?"
+    declared = set().union(*(expand(e) for e in declared_entries[stage]))
+    maybe = conditional(stage)
+    assert sorted(read - declared) == [], f"{stage} reads params that dvc.yaml does not declare"
+    assert sorted(maybe & read) == [], f"{stage} reads these in this run: drop them from CONDITIONAL"
+    assert sorted(declared - read - maybe) == [], f"{stage} declares params it never reads"
+    assert sorted(maybe - declared) == [], f"{stage} reads these under other settings: declare them"
