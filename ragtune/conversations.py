@@ -156,19 +156,7 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True, *, cache_di
         domain = obj.get("domain")
         if domain is not None and not isinstance(domain, str):
             raise located(path, lineno, "expected a string", "domain")
-        turns = obj.get("turns")
-        if not isinstance(turns, list) or not turns:
-            raise located(path, lineno, "expected a non-empty list of turns", "turns")
-        for i, t in enumerate(turns):
-            if not isinstance(t, dict):
-                raise located(path, lineno, "expected an object", f"turns[{i}]")
-            if t.get("speaker") not in SPEAKERS:
-                raise located(path, lineno, f"expected 'user' or 'agent', got {t.get('speaker')!r}",
-                              f"turns[{i}].speaker")
-            if not isinstance(t.get("text"), str) or not t["text"].strip():
-                raise located(path, lineno, "missing or empty", f"turns[{i}].text")
-            if "relevant" in t and t["speaker"] != "user":
-                raise located(path, lineno, "only user turns can have relevant documents", f"turns[{i}].relevant")
+        turns = _checked_turns(path, lineno, obj.get("turns"))
         stats["conversations"] += 1
         user_turn = 0
         for i, t in enumerate(turns):
@@ -200,15 +188,39 @@ def read_conversations(folder: Path, cfg: dict, strict: bool = True, *, cache_di
     if not queries:
         raise UserError(f"{path}: no judged user turns (a user turn needs a non-empty \"relevant\" list)")
     if contexts:
-        texts, stats["rewrite"] = llm_rewrites(contexts, cfg, cache_dir=cache_dir, backoff=backoff)
-        for qid in contexts:
-            if qid in texts:
-                queries[qid]["text"] = texts[qid]
-            else:  # failed or unusable answer: left out, counted, asked again (failed) on the next run
-                del queries[qid], qrels[qid]
-        if not queries:
-            raise UserError(f"params.yaml: ingest.llm: no turn could be rewritten ({stats['rewrite']})")
+        stats["rewrite"] = _apply_rewrites(contexts, queries, qrels, cfg, cache_dir=cache_dir, backoff=backoff)
     if stats["dropped_judgments"]:
         log.warning("ingest: dropped %d judgments pointing at unknown documents", stats["dropped_judgments"])
     stats["query_mode"] = conv_cfg["query_mode"]
     return corpus, queries, {"all": qrels}, stats
+
+
+def _checked_turns(path: Path, lineno: int, turns) -> list[dict]:
+    """The conversation's turns, or an error naming the line and the first bad field."""
+    if not isinstance(turns, list) or not turns:
+        raise located(path, lineno, "expected a non-empty list of turns", "turns")
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict):
+            raise located(path, lineno, "expected an object", f"turns[{i}]")
+        if t.get("speaker") not in SPEAKERS:
+            raise located(path, lineno, f"expected 'user' or 'agent', got {t.get('speaker')!r}",
+                          f"turns[{i}].speaker")
+        if not isinstance(t.get("text"), str) or not t["text"].strip():
+            raise located(path, lineno, "missing or empty", f"turns[{i}].text")
+        if "relevant" in t and t["speaker"] != "user":
+            raise located(path, lineno, "only user turns can have relevant documents", f"turns[{i}].relevant")
+    return turns
+
+
+def _apply_rewrites(contexts: dict[str, list[dict]], queries: dict, qrels: io.Qrels, cfg: dict, *,
+                    cache_dir, backoff: float) -> dict:
+    """llm_rewrite: set each judged turn's query text from the endpoint; returns the request counts."""
+    texts, counts = llm_rewrites(contexts, cfg, cache_dir=cache_dir, backoff=backoff)
+    for qid in contexts:
+        if qid in texts:
+            queries[qid]["text"] = texts[qid]
+        else:  # failed or unusable answer: left out, counted, asked again (failed) on the next run
+            del queries[qid], qrels[qid]
+    if not queries:
+        raise UserError(f"params.yaml: ingest.llm: no turn could be rewritten ({counts})")
+    return counts

@@ -67,14 +67,14 @@ def test_ingest_and_mining_in_the_corpus_language(tmp_path, texts, lang, query, 
     corpus = io.read_corpus(tmp_path / "raw" / "corpus.jsonl")
     queries = io.read_queries(tmp_path / "raw" / "queries.jsonl")
     cfg = dict(defaults()["mine"], range_min=1, range_max=5, num_negatives=2)
-    (group,), _, stats = mine(corpus, queries, {"q1": {positive: 1}}, {}, cfg, seed=0, language=lang)
+    (group,), _, stats = mine(corpus, queries, {"q1": {positive: 1}}, {}, cfg, seed=0, language=lang, security=defaults()["security"])
     assert stats["train_recall@5"] == 1.0 and group["pos"] == [texts[positive]]
     assert group["pos_scores"][0] > 0  # found by BM25 in its own language
     if lang == "de":
         # German stopwords: "der", "nach" retrieve nothing, so no document but d3 (rank 1, skipped) is a
         # candidate and the negatives are random; read as English, "der" pulls in d1 and d2 as hard negatives.
         assert stats["window_candidates"] == 0 and stats["random_negatives_topup"] == 2
-        _, _, en = mine(corpus, queries, {"q1": {positive: 1}}, {}, cfg, seed=0, language="en")
+        _, _, en = mine(corpus, queries, {"q1": {positive: 1}}, {}, cfg, seed=0, language="en", security=defaults()["security"])
         assert en["window_candidates"] == 2 and en["random_negatives_topup"] == 0
 
 
