@@ -23,7 +23,7 @@ from pathlib import Path
 from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_groups
-from .tracking import open_live
+from .tracking import open_live, step_callback
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +226,9 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     )
     callbacks = []
     if live_dir is not None:
-        from transformers.integrations import DVCLiveCallback
-
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
         live = open_live(live_dir, resume=resume_from is not None, dvcyaml=False, save_dvc_exp=False)
-        # transformers' callback, which dvclive 3.49 names as the successor of dvclive.huggingface's
-        # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
-        callbacks.append(DVCLiveCallback(live=live, log_model=False))
+        callbacks.append(step_callback(live))
 
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)

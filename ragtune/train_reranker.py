@@ -7,8 +7,9 @@ What this module adds around it:
   cross-encoder with a fresh, seeded 1-logit head; a real cross-encoder is used as is;
 - groups come from memory (no `datasets` cache on disk) and mix hard negatives with random passages
   from other groups (hard-only training makes deep reranking worse), seeded per (seed, epoch, group);
-- val reranking nDCG@10 before training, every `eval_steps` and after each epoch; the best model is
-  kept in checkpoint_dir/best and written to out_dir at the end (LoRA adapters merged);
+- val reranking nDCG@10 before training (for a fresh head: the chance level, never kept), every
+  `eval_steps` and after each epoch; the best model is kept in checkpoint_dir/best and written to
+  out_dir at the end (LoRA adapters merged);
 - two fixes to FlagEmbedding: losses are grouped by group size (its `view(train_batch_size, -1)`
   mis-groups or crashes on a last partial batch), and resume loads the checkpoint's weights into the
   inner model (the Trainer loads them with strict=False into the wrapper, whose keys never match, so
@@ -29,7 +30,7 @@ from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
-from .tracking import open_live
+from .tracking import open_live, step_callback
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,10 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         live = open_live(live_dir, resume=resume and bool(state["history"]), save_dvc_exp=False,
                          dvcyaml=None, report=None)
 
+    def keepable(h: dict) -> bool:
+        # A fresh head's step-0 score is the chance level that training has to beat, not a model to keep.
+        return trained or h["step"] > 0
+
     def evaluate(step: int, wrapper) -> None:
         if not main or state["history"] and state["history"][-1]["step"] == step:
             return
@@ -385,8 +390,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
                          n_negatives=cfg["val_negatives"])
         score = round(score, 6)  # the rounded value is compared, logged and stored
         state["history"].append({"step": step, "ndcg@10": score})
-        best = max((h["ndcg@10"] for h in state["history"][:-1]), default=None)
-        improved = best is None or score > best
+        best = max((h["ndcg@10"] for h in state["history"][:-1] if keepable(h)), default=None)
+        improved = keepable(state["history"][-1]) and (best is None or score > best)
         log.info("val nDCG@10 at step %d: %.4f%s", step, score, " (best so far)" if improved else "")
         if live is not None:
             live.step = step
@@ -398,8 +403,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     class Validation(TrainerCallback):
         def on_train_begin(self, args, st, control, model=None, **kwargs):
-            # A fresh head scores at random: scoring it on val would cost a pass and tell nothing.
-            if not state["history"] and trained:
+            # The start of the val curve: the base cross-encoder, or a fresh head's chance level.
+            if not state["history"]:
                 evaluate(0, model)
 
         def on_epoch_begin(self, args, st, control, **kwargs):
@@ -412,15 +417,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         def on_epoch_end(self, args, st, control, model=None, **kwargs):
             evaluate(st.global_step, model)
 
-        def on_log(self, args, st, control, **kwargs):
-            if live is not None:
-                live.step = st.global_step  # curves against optimizer steps, like val nDCG
-
     callbacks: list = [Validation()]
     if live is not None:
-        from transformers.integrations import DVCLiveCallback  # dvclive.huggingface's is deprecated
-
-        callbacks.append(DVCLiveCallback(live=live, log_model=False))
+        callbacks.append(step_callback(live))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
     last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None
@@ -430,7 +429,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
              epochs, steps_per_epoch, cfg["batch_size"], group_size,
              f" per process x {world} processes = {cfg['batch_size'] * world} groups per step" if world > 1 else "",
              max_length, cfg["lr"], cfg["lora"], device)
-    result = trainer.train(resume_from_checkpoint=last)  # DVCLiveCallback ends `live` on train end
+    result = trainer.train(resume_from_checkpoint=last)  # the DVCLive callback ends `live` on train end
     if not main:
         return None
 
@@ -438,7 +437,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         raise UserError(f"{checkpoint_dir}: no best model was saved; rerun without resume")
     _finalize(best_dir, start, out_dir)
     history = state["history"]
-    best = max(history, key=lambda h: h["ndcg@10"])
+    best = max((h for h in history if keepable(h)), key=lambda h: h["ndcg@10"])
     stats = {
         "base": base,
         "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
@@ -463,7 +462,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "wall_seconds": round(time.perf_counter() - wall0, 1),
         "cpu_seconds": round(time.process_time() - cpu0, 1),
     }
-    log.info("reranker: val nDCG@10 %s before (None: fresh head, not scored), %.4f after, best %.4f at "
-             "step %s -> %s", stats["val_ndcg@10_before"], stats["val_ndcg@10_after"],
-             stats["val_ndcg@10_best"], stats["best_step"], out_dir)
+    log.info("reranker: val nDCG@10 %s before (%s), %.4f after, best %.4f at step %s -> %s",
+             stats["val_ndcg@10_before"], "cross-encoder" if trained else "fresh head: chance level",
+             stats["val_ndcg@10_after"], stats["val_ndcg@10_best"], stats["best_step"], out_dir)
     return stats
