@@ -41,7 +41,7 @@ plots: setup $(VEGA_STAMP)
 
 $(VEGA_STAMP):
 	@mkdir -p $(VEGA_DIR)
-	@cd $(VEGA_DIR) && npm pack --silent $(VEGA_PKGS) >npm.log 2>&1 || { cat npm.log; \
+	@cd $(VEGA_DIR) && npm pack --loglevel=error $(VEGA_PKGS) >npm.log 2>&1 || { cat npm.log; \
 	  echo "make plots: could not fetch $(VEGA_PKGS) from the npm registry (npm pack, above)."; \
 	  echo "Without them the plots page shows a notice instead of plots: rerun with access to the registry,"; \
 	  echo "or put $(VEGA_JS) (build/*.min.js of those packages) into $(VEGA_DIR)/ and touch $@."; exit 1; }
