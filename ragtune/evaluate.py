@@ -13,16 +13,13 @@ from .errors import UserError
 from .io import read_corpus, read_queries, read_qrels, write_json, write_text
 from .logs import summary
 from .models import checked_model, is_trained_reranker, pick_device
+from .report import system_name
 
 log = logging.getLogger(__name__)
 
 BASELINE = "dense:base"
 # The report's columns: the headline metrics, whichever of them the cutoffs in params produce.
 REPORT_METRICS = ["nDCG@10", "MRR@10", "R@10", "R@100", "P@10", "MAP@100", "Hit@10"]
-
-
-def system_name(first_stage: str, reranker: str) -> str:
-    return first_stage if reranker == "none" else f"{first_stage} + rerank:{reranker}"
 
 
 def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
@@ -72,8 +69,8 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
 def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir: Path, metrics_dir: Path,
              cache_dir: Path) -> dict:
     from .metrics import evaluate_run, metric_names
-    from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows, safe_name,
-                         write_per_query_csv, write_trec_run)
+    from .report import (console_table, markdown_report, ndcg_bar_rows, per_query_change_rows,
+                         recall_curve_rows, safe_name, write_per_query_csv, write_trec_run)
 
     cfg, rr = params["evaluate"], params["reranker"]
     device = pick_device(params["device"])
@@ -135,6 +132,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
         write_trec_run(metrics_dir / "runs" / f"{safe_name(system)}.trec", run, safe_name(system))
     write_json(metrics_dir / "plots" / "recall.json", recall_curve_rows(means, cfg["recall_cutoffs"]))
     write_json(metrics_dir / "plots" / "ndcg.json", ndcg_bar_rows(means))
+    write_json(metrics_dir / "plots" / "per_query_change.json", per_query_change_rows(means, per_query))
     print(console_table(means), flush=True)
     best = max(means, key=lambda s: means[s]["nDCG@10"])
     summary(f"{len(means)} systems; best {best} nDCG@10 {means[best]['nDCG@10']:.4f}; "

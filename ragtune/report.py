@@ -20,6 +20,9 @@ Means = dict[str, dict[str, float]]
 PerQuery = dict[str, dict[str, dict[str, float]]]
 
 CONSOLE_METRICS = ("nDCG@10", "MRR@10", "R@10", "R@100")
+_RERANK = " + rerank:"  # system names: '<first stage>' or '<first stage> + rerank:<reranker>'
+_TRAINED_FIRST = ("dense:finetuned", "dense:merged")  # first stages and rerankers that fine-tuning made
+_TRAINED_RERANKERS = ("finetuned", "merged")
 _TEST_NAMES = {"randomization": "randomization test", "ttest": "t-test"}
 # One plain sentence per metric family, used by "How to read this" for the families shown.
 _EXPLAIN = {
@@ -125,11 +128,23 @@ def _means_table(means: Means, metrics: list[str], baseline: str,
     return _table(header, rows)
 
 
+def system_name(first_stage: str, reranker: str) -> str:
+    """'bm25', 'none' -> 'bm25'; 'hybrid', 'merged' -> 'hybrid + rerank:merged'."""
+    return first_stage if reranker == "none" else f"{first_stage}{_RERANK}{reranker}"
+
+
+def split_system(system: str) -> tuple[str, str]:
+    """The inverse of `system_name`: (first stage, reranker or 'none')."""
+    first, _, reranker = system.partition(_RERANK)
+    return first, reranker or "none"
+
+
 def _counterpart(system: str) -> str | None:
     """The system that differs from `system` only by what was fine-tuned: its fair reference."""
-    if " + rerank:" in system:
-        return system.split(" + rerank:")[0]
-    if system in ("dense:finetuned", "dense:merged"):
+    first, reranker = split_system(system)
+    if reranker != "none":
+        return first
+    if system in _TRAINED_FIRST:
         return "dense:base"
     return None
 
@@ -274,17 +289,66 @@ def write_trec_run(path: str | Path, run: dict[str, dict[str, float]], tag: str)
 
 
 # ---------------------------------------------------------------- plot data
+# Rows for the plots that dvc.yaml declares; the templates in .dvc/plots/ draw them.
 
 
 def recall_curve_rows(means: Means, cutoffs: list[int] | None = None) -> list[dict]:
-    """Rows (system, k, recall) for a recall-vs-depth plot; `cutoffs` None = every R@k present."""
+    """Rows (system, first_stage, reranker, k, recall) for recall-vs-depth, one panel per first stage.
+
+    `cutoffs` None = every R@k present.
+    """
     rows = []
     for system, m in means.items():
+        first, reranker = split_system(system)
         ks = cutoffs if cutoffs is not None else sorted(int(k[2:]) for k in m if k.startswith("R@"))
-        rows += [{"system": system, "k": k, "recall": m[f"R@{k}"]} for k in ks if f"R@{k}" in m]
+        rows += [{"system": system, "first_stage": first, "reranker": reranker, "k": k, "recall": m[f"R@{k}"]}
+                 for k in ks if f"R@{k}" in m]
     return rows
 
 
 def ndcg_bar_rows(means: Means, metric: str = "nDCG@10") -> list[dict]:
-    """Rows (system, nDCG@10) for a bar plot of the headline metric."""
-    return [{"system": system, metric: m[metric]} for system, m in means.items() if metric in m]
+    """Rows (system, metric, first_stage, reranker) for the headline bar plot, best first (ties by name)."""
+    rows = [{"system": system, metric: m[metric], "first_stage": split_system(system)[0],
+             "reranker": split_system(system)[1]} for system, m in means.items() if metric in m]
+    return sorted(rows, key=lambda r: (-r[metric], r["system"]))
+
+
+def untrained_counterpart(system: str, systems) -> str | None:
+    """`system` with nothing fine-tuned: dense:base for a fine-tuned first stage, rerank:base (where it was
+    evaluated) or no reranker for a fine-tuned one; None when that is `system` itself or was not evaluated.
+
+    The hybrid stays the hybrid (its dense half is picked on val and may itself be fine-tuned).
+    """
+    first, reranker = split_system(system)
+    if first in _TRAINED_FIRST:
+        first = "dense:base"
+    if reranker in _TRAINED_RERANKERS:
+        reranker = "base" if system_name(first, "base") in systems else "none"
+    ref = system_name(first, reranker)
+    return ref if ref != system and ref in systems else None
+
+
+def per_query_change_rows(means: Means, per_query: PerQuery, metric: str = "nDCG@10") -> list[dict]:
+    """Per test query: the change in `metric` from the best fine-tuned system's untrained counterpart to it.
+
+    Rows (rank, qid, before, after, change, direction, comparison), the biggest gain first (ties by qid);
+    `comparison` names the pair with the counts and the mean change, as the plot's panel header.
+    Empty when no fine-tuned system has an evaluated counterpart.
+    """
+    pairs = [(s, untrained_counterpart(s, means)) for s in sorted(means)]
+    pairs = [(s, ref) for s, ref in pairs if ref is not None and metric in means[s]]
+    if not pairs:
+        return []
+    system, ref = max(pairs, key=lambda pair: means[pair[0]][metric])  # first of equals: sorted by name
+    after, before = per_query.get(system, {}), per_query.get(ref, {})
+    qids = sorted(q for q in set(after) & set(before) if metric in after[q] and metric in before[q])
+    changes = {q: round(after[q][metric] - before[q][metric], 6) for q in qids}
+    direction = {q: "better" if d > 0 else "worse" if d < 0 else "unchanged" for q, d in changes.items()}
+    counts = {name: sum(1 for v in direction.values() if v == name) for name in ("better", "worse", "unchanged")}
+    mean = sum(changes.values()) / len(changes) if changes else 0.0
+    comparison = (f"{system} vs {ref}: {counts['better']} queries better, {counts['worse']} worse, "
+                  f"{counts['unchanged']} unchanged (mean {metric} change {_delta(mean)})")
+    order = sorted(qids, key=lambda q: (-changes[q], q))
+    return [{"rank": i, "qid": q, "before": before[q][metric], "after": after[q][metric], "change": changes[q],
+             "direction": direction[q], "system": system, "reference": ref, "comparison": comparison}
+            for i, q in enumerate(order, start=1)]

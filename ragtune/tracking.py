@@ -27,6 +27,25 @@ def open_live(live_dir: str | Path, resume: bool, **kwargs: Any):
     return Live(dir=str(live_dir), resume=resume, **kwargs)
 
 
+def step_callback(live):
+    """transformers' DVCLiveCallback, logging every row at the trainer's optimizer step.
+
+    The stock callback counts its own steps (one per log call), so a curve drifts from the steps the
+    trainer reports (an eval and a loss log at step 7 land at DVCLive steps 7 and 8, say), and the plots
+    would disagree with `best_step` in metrics/train_*.json. log_model=False: HF_DVCLIVE_LOG_MODEL
+    can never copy checkpoints into DVC's cache.
+    """
+    from transformers.integrations import DVCLiveCallback  # dvclive.huggingface's is deprecated
+
+    class AtTrainerStep(DVCLiveCallback):
+        def on_log(self, args, state, control, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, **kwargs)
+
+    return AtTrainerStep(live=live, log_model=False)
+
+
 def repair_live_dir(live_dir: Path) -> list[str]:
     """Drop torn last rows of the .tsv files and rebuild an unreadable metrics.json; return what was fixed."""
     fixed = []

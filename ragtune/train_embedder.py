@@ -21,7 +21,7 @@ from . import distributed
 from .embeddings import val_evaluator, val_samples
 from .errors import UserError
 from .io import atomic_output, read_groups
-from .tracking import open_live
+from .tracking import open_live, step_callback
 from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
@@ -248,13 +248,9 @@ def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: 
     )
     callbacks = []
     if live_dir is not None:
-        from transformers.integrations import DVCLiveCallback
-
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
         live = open_live(live_dir, resume=resumed, dvcyaml=False, save_dvc_exp=False)
-        # transformers' callback, which dvclive 3.49 names as the successor of dvclive.huggingface's
-        # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
-        callbacks.append(DVCLiveCallback(live=live, log_model=False))
+        callbacks.append(step_callback(live))
     return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
                                       loss=_make_loss(model, cfg, gather=world > 1), evaluator=evaluator,
                                       callbacks=callbacks)

@@ -7,8 +7,9 @@ What this module adds around it:
   cross-encoder with a fresh, seeded 1-logit head; a real cross-encoder is used as is;
 - groups come from memory (no `datasets` cache on disk) and mix hard negatives with random passages
   from other groups (hard-only training makes deep reranking worse), seeded per (seed, epoch, group);
-- val reranking nDCG@10 before training, every `eval_steps` and after each epoch; the best model is
-  kept in checkpoint_dir/best and written to out_dir at the end (LoRA adapters merged);
+- val reranking nDCG@10 before training (for a fresh head: the chance level, never kept), every
+  `eval_steps` and after each epoch; the best model is kept in checkpoint_dir/best and written to
+  out_dir at the end (LoRA adapters merged);
 - two fixes to FlagEmbedding: losses are grouped by group size (its `view(train_batch_size, -1)`
   mis-groups or crashes on a last partial batch), and resume loads the checkpoint's weights into the
   inner model (the Trainer loads them with strict=False into the wrapper, whose keys never match, so
@@ -29,7 +30,7 @@ from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
 from .rerank import val_ndcg
-from .tracking import open_live
+from .tracking import open_live, step_callback
 from .training import Clock, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     tokenizer, hf_model, max_length = _load_start(start, cfg, security)
     dataset, collator = _data(train_groups, train_path, tokenizer, cfg, max_length, seed)
     validation = _Validation(checkpoint_dir, tokenizer, val_groups, cfg, max_length, device, resume=resume,
-                             live_dir=live_dir if main else None)
+                             live_dir=live_dir if main else None, trained=trained)
     trainer, steps_per_epoch = _trainer(hf_model, tokenizer, dataset, collator, len(train_groups), cfg,
                                         _callbacks(validation, dataset, cfg["eval_steps"], trained, main),
                                         epochs=epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir)
@@ -262,7 +263,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     stats = run_stats(base_model=base, train_groups=len(train_groups), val_queries=len(val_groups),
                       epochs=epochs, steps=trainer.state.global_step, batch_size=cfg["batch_size"], world=world,
                       train_loss=result.training_loss, before=before,
-                      best=max(h["ndcg@10"] for h in history), best_step=validation.state["best_step"],
+                      best=max(h["ndcg@10"] for h in history if validation.keepable(h)),
+                      best_step=validation.state["best_step"],
                       by_step=by_step)
     stats.update({
         "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
@@ -274,9 +276,9 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "val_ndcg@10_after": history[-1]["ndcg@10"],
         **clock.stats(),
     })
-    log.info("reranker: val nDCG@10 %s before (None: fresh head, not scored), %.4f after, best %.4f at "
-             "step %s -> %s", stats["val_ndcg@10_before"], stats["val_ndcg@10_after"],
-             stats["val_ndcg@10_best"], stats["best_step"], out_dir)
+    log.info("reranker: val nDCG@10 %s before (%s), %.4f after, best %.4f at step %s -> %s",
+             stats["val_ndcg@10_before"], "cross-encoder" if trained else "fresh head: chance level",
+             stats["val_ndcg@10_after"], stats["val_ndcg@10_best"], stats["best_step"], out_dir)
     return stats
 
 
@@ -366,8 +368,9 @@ class _Validation:
     model saved to checkpoint_dir/best when it beats every earlier step."""
 
     def __init__(self, checkpoint_dir: Path, tokenizer, val_groups: list[dict], cfg: dict, max_length: int,
-                 device: str, *, resume: bool, live_dir: Path | None):
+                 device: str, *, resume: bool, live_dir: Path | None, trained: bool):
         self.best_dir, self.state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
+        self.trained = trained
         self.tokenizer, self.val_groups, self.cfg = tokenizer, val_groups, cfg
         self.max_length, self.device = max_length, device
         self.state = (read_json(self.state_file) if resume and self.state_file.is_file()
@@ -378,6 +381,10 @@ class _Validation:
             self.live = open_live(live_dir, resume=resume and bool(self.state["history"]), save_dvc_exp=False,
                                   dvcyaml=None, report=None)
 
+    def keepable(self, h: dict) -> bool:
+        # A fresh head's step-0 score is the chance level that training has to beat, not a model to keep.
+        return self.trained or h["step"] > 0
+
     def __call__(self, step: int, wrapper) -> None:
         history = self.state["history"]
         if history and history[-1]["step"] == step:
@@ -387,8 +394,8 @@ class _Validation:
                          n_negatives=self.cfg["val_negatives"])
         score = round(score, 6)  # the rounded value is compared, logged and stored
         history.append({"step": step, "ndcg@10": score})
-        best = max((h["ndcg@10"] for h in history[:-1]), default=None)
-        improved = best is None or score > best
+        best = max((h["ndcg@10"] for h in history[:-1] if self.keepable(h)), default=None)
+        improved = self.keepable(history[-1]) and (best is None or score > best)
         log.info("val nDCG@10 at step %d: %.4f%s", step, score, " (best so far)" if improved else "")
         if self.live is not None:
             self.live.step = step
@@ -405,8 +412,8 @@ def _callbacks(validation: _Validation, dataset, eval_steps: int, trained: bool,
 
     class Validation(TrainerCallback):
         def on_train_begin(self, args, st, control, model=None, **kwargs):
-            # A fresh head scores at random: scoring it on val would cost a pass and tell nothing.
-            if main and not validation.state["history"] and trained:
+            # The start of the val curve: the base cross-encoder, or a fresh head's chance level.
+            if main and not validation.state["history"]:
                 validation(0, model)
 
         def on_epoch_begin(self, args, st, control, **kwargs):
@@ -420,13 +427,7 @@ def _callbacks(validation: _Validation, dataset, eval_steps: int, trained: bool,
             if main:
                 validation(st.global_step, model)
 
-        def on_log(self, args, st, control, **kwargs):
-            if validation.live is not None:
-                validation.live.step = st.global_step  # curves against optimizer steps, like val nDCG
-
     callbacks: list = [Validation()]
     if validation.live is not None:
-        from transformers.integrations import DVCLiveCallback  # dvclive.huggingface's is deprecated
-
-        callbacks.append(DVCLiveCallback(live=validation.live, log_model=False))
+        callbacks.append(step_callback(validation.live))
     return callbacks

@@ -6,8 +6,9 @@ import pytrec_eval
 
 from ragtune.errors import UserError
 from ragtune.metrics import evaluate_run
-from ragtune.report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows,
-                            safe_name, write_per_query_csv, write_trec_run)
+from ragtune.report import (console_table, markdown_report, ndcg_bar_rows, per_query_change_rows,
+                            recall_curve_rows, safe_name, split_system, system_name,
+                            untrained_counterpart, write_per_query_csv, write_trec_run)
 
 SHOWN = ["nDCG@10", "R@100"]
 QIDS = [f"q{i:02d}" for i in range(20)]
@@ -149,8 +150,50 @@ def test_plot_rows_and_safe_name():
     means = {"bm25": {"R@1": 0.1, "R@10": 0.4, "R@100": 0.8, "nDCG@10": 0.3},
              "dense:base": {"R@10": 0.5, "nDCG@10": 0.35}}
     assert recall_curve_rows(means, [1, 10]) == [
-        {"system": "bm25", "k": 1, "recall": 0.1}, {"system": "bm25", "k": 10, "recall": 0.4},
-        {"system": "dense:base", "k": 10, "recall": 0.5}]
+        {"system": "bm25", "first_stage": "bm25", "reranker": "none", "k": 1, "recall": 0.1},
+        {"system": "bm25", "first_stage": "bm25", "reranker": "none", "k": 10, "recall": 0.4},
+        {"system": "dense:base", "first_stage": "dense:base", "reranker": "none", "k": 10, "recall": 0.5}]
     assert [r["k"] for r in recall_curve_rows(means) if r["system"] == "bm25"] == [1, 10, 100]
-    assert ndcg_bar_rows(means) == [{"system": "bm25", "nDCG@10": 0.3}, {"system": "dense:base", "nDCG@10": 0.35}]
+    means["hybrid + rerank:merged"] = {"nDCG@10": 0.35}
+    # Best first, ties by name; each bar knows its first stage and reranker (the template colours by them).
+    assert ndcg_bar_rows(means) == [
+        {"system": "dense:base", "nDCG@10": 0.35, "first_stage": "dense:base", "reranker": "none"},
+        {"system": "hybrid + rerank:merged", "nDCG@10": 0.35, "first_stage": "hybrid", "reranker": "merged"},
+        {"system": "bm25", "nDCG@10": 0.3, "first_stage": "bm25", "reranker": "none"}]
     assert safe_name("dense:base + rerank:finetuned") == "dense-base+rerank-finetuned"
+
+
+def test_system_names_round_trip():
+    for first, reranker in [("bm25", "none"), ("dense:base", "finetuned"), ("hybrid", "merged")]:
+        assert split_system(system_name(first, reranker)) == (first, reranker)
+
+
+def test_untrained_counterpart():
+    systems = {"bm25", "dense:base", "dense:finetuned", "hybrid", "dense:finetuned + rerank:finetuned",
+               "bm25 + rerank:merged", "hybrid + rerank:finetuned", "dense:base + rerank:base",
+               "dense:merged + rerank:merged"}
+    assert untrained_counterpart("dense:finetuned", systems) == "dense:base"
+    assert untrained_counterpart("bm25 + rerank:merged", systems) == "bm25"  # no bm25 + rerank:base
+    assert untrained_counterpart("dense:finetuned + rerank:finetuned", systems) == "dense:base + rerank:base"
+    assert untrained_counterpart("hybrid + rerank:finetuned", systems) == "hybrid"
+    for untrained in ("bm25", "dense:base", "hybrid", "dense:base + rerank:base"):
+        assert untrained_counterpart(untrained, systems) is None
+    assert untrained_counterpart("dense:merged", systems) == "dense:base"
+    assert untrained_counterpart("dense:finetuned", {"dense:finetuned"}) is None  # not evaluated
+
+
+def test_per_query_change_rows():
+    shift = [0.1] * 5 + [-0.05] * 3 + [0.0] * 12
+    means, per_query = systems({"dense:finetuned": shift, "dense:merged": [0.01] * 20, "bm25": [0.5] * 20})
+    rows = per_query_change_rows(means, per_query)
+    # The best fine-tuned system (bm25 is better but untrained) against dense:base, biggest gain first.
+    assert {r["system"] for r in rows} == {"dense:finetuned"} and {r["reference"] for r in rows} == {"dense:base"}
+    assert [r["rank"] for r in rows] == list(range(1, 21))
+    assert [r["change"] for r in rows] == sorted((round(d, 6) for d in shift), reverse=True)
+    assert [r["qid"] for r in rows[:5]] == QIDS[:5] and [r["qid"] for r in rows[-3:]] == QIDS[5:8]
+    assert [r["direction"] for r in rows].count("better") == 5
+    assert [r["direction"] for r in rows].count("worse") == 3
+    assert all(r["change"] == pytest.approx(r["after"] - r["before"]) for r in rows)
+    assert rows[0]["comparison"] == ("dense:finetuned vs dense:base: 5 queries better, 3 worse, 12 unchanged "
+                                     "(mean nDCG@10 change +0.018)")
+    assert per_query_change_rows({"bm25": means["bm25"]}, per_query) == []

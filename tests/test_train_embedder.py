@@ -1,3 +1,4 @@
+import csv
 import json
 from pathlib import Path
 
@@ -123,7 +124,15 @@ def test_train_saves_best_checkpoint_as_sentence_transformer(tiny_model, data, t
     curve = (live / "plots" / "metrics" / "eval" / "val_ndcg@10.tsv").read_text().splitlines()
     assert len(curve) == 1 + 3  # header, base, 2 evaluations
     assert float(curve[1].split("\t")[-1]) == pytest.approx(stats["val_ndcg@10_before"], abs=1e-5)
-    assert (live / "plots" / "metrics" / "loss.tsv").is_file()
+    # At the trainer's steps, as in the stats (DVCLive's own callback counted log calls instead).
+    steps = [int(row["step"]) for row in _tsv(live / "plots" / "metrics" / "eval" / "val_ndcg@10.tsv")]
+    assert steps == [0, *map(int, stats["val_ndcg@10_by_step"])]
+    assert int(_tsv(live / "plots" / "metrics" / "loss.tsv")[-1]["step"]) == stats["steps"]
+
+
+def _tsv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
 
 
 def test_same_seed_gives_identical_files(tiny_model, data, tmp_path):

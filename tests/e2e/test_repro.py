@@ -1,10 +1,15 @@
-"""`dvc repro` end to end on the tiny model: every declared output, reloadable models, sane metrics."""
+"""`dvc repro` end to end on the tiny model: every declared output, reloadable models, sane metrics,
+the plots page."""
+import csv
 import json
 import re
+import shutil
 
 import yaml
 
-from .conftest import run
+from ragtune.report import untrained_counterpart
+
+from .conftest import ROOT, run
 
 
 def declared_outputs(repo):
@@ -50,3 +55,59 @@ def test_dvc_repro_runs_every_stage(project):
     # Unchanged workspace: nothing reruns.
     again = run(["dvc", "repro"], project)
     assert "Running stage" not in again.stdout, again.stdout
+
+    check_plots(project, results)
+
+
+def tsv_rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def check_plots(repo, results):
+    """The rows behind each plot, and `make plots`: a page that loads vega from its own folder only."""
+    plots = repo / "metrics" / "plots"
+    bars = json.loads((plots / "ndcg.json").read_text())
+    assert [r["system"] for r in bars] == sorted(results, key=lambda s: (-results[s]["nDCG@10"], s))
+    assert all(r["system"].startswith(r["first_stage"]) for r in bars)
+    recall = json.loads((plots / "recall.json").read_text())
+    assert {(r["first_stage"], r["reranker"]) for r in recall} == {(r["first_stage"], r["reranker"]) for r in bars}
+    change = json.loads((plots / "per_query_change.json").read_text())
+    assert change and [r["change"] for r in change] == sorted((r["change"] for r in change), reverse=True)
+    system, ref = change[0]["system"], change[0]["reference"]
+    assert re.search("finetuned|merged", system) and not re.search("finetuned|merged", ref)
+    assert system == max(sorted(s for s in results if untrained_counterpart(s, results)),
+                         key=lambda s: results[s]["nDCG@10"])
+    assert ref == untrained_counterpart(system, results)
+    with open(repo / "metrics" / "per_query.csv", encoding="utf-8", newline="") as f:
+        assert sorted(r["qid"] for r in change) == sorted(r["qid"] for r in csv.DictReader(f) if r["system"] == system)
+
+    # Training curves at the steps of metrics/train_*.json, each starting before training (step 0).
+    live = {m: repo / "metrics" / f"train_{m}" / "plots" / "metrics" for m in ("embedder", "reranker")}
+    emb = json.loads((repo / "metrics" / "train_embedder.json").read_text())
+    curve = tsv_rows(live["embedder"] / "eval" / "val_ndcg@10.tsv")
+    assert [int(r["step"]) for r in curve] == [0, *map(int, emb["val_ndcg@10_by_step"])]
+    assert emb["best_step"] in [int(r["step"]) for r in curve]
+    rr = json.loads((repo / "metrics" / "train_reranker.json").read_text())
+    curve = tsv_rows(live["reranker"] / "val" / "ndcg@10.tsv")
+    assert [(int(r["step"]), float(r["ndcg@10"])) for r in curve] == [
+        (0, rr["val_ndcg@10_before"]), *((int(k), v) for k, v in rr["val_ndcg@10_by_step"].items())]
+    assert curve[0]["step"] == "0" and rr["best_step"] > 0
+    for model, stats in (("embedder", emb), ("reranker", rr)):
+        assert int(tsv_rows(live[model] / "learning_rate.tsv")[-1]["step"]) == stats["steps"]
+
+    # `make plots` without the registry: the libraries as if fetched before (their content is not checked).
+    vega = repo / ".cache" / "vega"
+    vega.mkdir(parents=True)
+    libs = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]
+    for name in libs:
+        (vega / name).write_text(f"/* {name} */\n")
+    (vega / ".fetched").touch()
+    shutil.copy2(ROOT / "Makefile", repo / "Makefile")
+    proc = run(["make", "-o", "setup", "plots"], repo)
+    assert "works offline" in proc.stdout
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", page) == libs  # no CDN
+    assert all((repo / "dvc_plots" / name).read_text() == (vega / name).read_text() for name in libs)
+    titles = [next(iter(p)) for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]]
+    assert page.count("vegaEmbed('#") == len(titles) == 6 and "<DVC_METRIC_" not in page
