@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 
+def verdict(passed: bool | None) -> str:
+    return "not checked" if passed is None else "passed" if passed else "FAILED"
+
+
 def _mib(value) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
 def render_setting(doc: dict) -> list[str]:
-    gpu = doc.get("gpu", {})
+    gpu, emb, rr = doc.get("gpu", {}), doc["params"]["embedder"], doc["params"]["reranker"]
     lines = [f"## {doc['setting']}{' (tiny rehearsal)' if doc.get('tiny') else ''}: device {doc['device']}"
              f"{', ' + gpu['name'] if gpu.get('name') else ''}, torch {gpu.get('torch')}",
-             "", f"embedder: {doc['params']['embedder']['max_seq_length']} tokens, batch "
-             f"{doc['params']['embedder']['batch_size']}, encode batch {doc['params']['embedder']['encode_batch_size']}; "
-             f"reranker: {doc['params']['reranker']['max_length']} tokens, batch {doc['params']['reranker']['batch_size']} "
-             f"groups of {doc['params']['reranker']['group_size']}", "",
+             "", f"embedder: {emb['max_seq_length']} tokens, batch {emb['batch_size']}, encode batch "
+             f"{emb['encode_batch_size']}; reranker: {rr['max_length']} tokens, batch {rr['batch_size']} groups "
+             f"of {rr['group_size']}", "",
              "| stage | wall s | CPU s | peak RSS MiB | peak CUDA alloc MiB | GPU mem used MiB |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     alloc, used = doc.get("cuda_max_allocated_mib", {}), doc.get("gpu_memory_used_mib", {})
@@ -26,7 +29,7 @@ def render_setting(doc: dict) -> list[str]:
               f"Throughput: {', '.join(f'{k} {v}' for k, v in doc['throughput'].items())}.", ""]
     quality = doc["quality"]
     lines += [f"Quality, nDCG@10 vs the CPU run ({doc['baseline']}), rule {quality['rule']}: "
-              f"**{'passed' if quality['passed'] else 'FAILED'}**", "", "| system | GPU | CPU | diff | ok |",
+              f"**{verdict(quality['passed'])}**", "", "| system | GPU | CPU | diff | ok |",
               "| --- | ---: | ---: | ---: | --- |"]
     for system, row in quality["systems"].items():
         lines.append(f"| {system} | {row['gpu']:.4f} | {row['cpu']:.4f} | {row['diff']:+.4f} | "

@@ -181,3 +181,17 @@ def test_flat_index_without_faiss_finds_what_faiss_finds(monkeypatch):
     without = index.search(queries, ["a", "b", "c"], 20)
     assert [list(r) for r in without.values()] == [list(r) for r in with_faiss.values()]
     assert all(np.allclose(list(without[q].values()), list(with_faiss[q].values()), atol=1e-6) for q in "abc")
+
+
+def test_gpu_script_parses_and_returns_at_most_8_files():
+    import re
+    import subprocess
+
+    from bench.gpu_run import SETTINGS
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # The device tool brings back at most 8 files: gpu.log, nvidia-smi.csv, gpu-summary.md, and per setting
+    # gpu-<setting>.json and gpu-<setting>-report.md.
+    assert 3 + 2 * len(SETTINGS) <= 8
+    assert re.search(r'SETTINGS=\$\{SETTINGS:-"cpu-budget gpu-sizes"\}', script.read_text())
