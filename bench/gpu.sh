@@ -3,7 +3,8 @@
 #
 # Before, on a machine with PyPI (the device has no network):
 #     python -m bench.gpu_pack --data ../shared/data/scifact      # -> bench/work/gpu_carry (ignored), < 64 MiB
-# Then on the GPU machine (this workplace's device tool: carry ["bench/work/gpu_carry"], timeout_s 600):
+# Then on the GPU machine, from the project root (this workplace's device tool: one `run` with command
+# "bash bench/gpu.sh", carry ["bench/work/gpu_carry"], timeout_s 600; $OUT is the tool's):
 #     bash bench/gpu.sh
 # It installs the carried wheels (no index), expands the fp16 model, logs nvidia-smi, and runs
 # bench/gpu_run.py for each setting in $SETTINGS (default: cpu-budget, then gpu-sizes; see gpu_run.py), each
@@ -51,14 +52,28 @@ if command -v nvidia-smi >/dev/null; then
     smi="--smi-log $OUT/nvidia-smi.csv"
 fi
 
+# One setting in its own process group, stopped as a whole (dvc, the stage, torchrun workers) when its time
+# is up: `timeout` would stop gpu_run.py alone and leave its stage running into the next setting.
+run_setting() {
+    set -m
+    "$PY" -m bench.gpu_run run --setting "$1" --data "$TMP/scifact" --model "$TMP/all-MiniLM-L6-v2" \
+        --work "$TMP/work" --out "$OUT" --device "$DEVICE" ${TINY:+--tiny} $smi &
+    local pid=$! rc=0
+    set +m
+    ( sleep "$2"; echo "== $1: out of time after $2 s; stopping it (its finished stages are kept)"
+      kill -TERM -- "-$pid" 2>/dev/null ) &
+    local watcher=$!
+    wait "$pid" || rc=$?
+    kill "$watcher" 2>/dev/null || true
+    echo "== $1: exit code $rc"
+}
+
 set -- $SETTINGS
 while [ $# -gt 0 ]; do
     left=$(( deadline - $(date +%s) - 15 ))
     share=$(( left / $# ))            # an equal share of what is left to each remaining setting
     echo "== $1: up to ${share}s"
-    timeout "$share" "$PY" -m bench.gpu_run run --setting "$1" --data "$TMP/scifact" \
-        --model "$TMP/all-MiniLM-L6-v2" --work "$TMP/work" --out "$OUT" --device "$DEVICE" \
-        ${TINY:+--tiny} $smi || echo "== $1: exit code $? (124: out of time; its finished stages are kept)"
+    run_setting "$1" "$share"
     shift
 done
 "$PY" -m bench.gpu_run summary --out "$OUT"
