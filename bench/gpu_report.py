@@ -27,6 +27,12 @@ def render_setting(doc: dict) -> list[str]:
         return lines + ["", "**Cut short**: the stages above finished; no quality check."]
     lines += ["", f"Pipeline: {doc['pipeline_wall_seconds']} s; no-op `dvc repro` {doc['noop_repro_seconds']} s. "
               f"Throughput: {', '.join(f'{k} {v}' for k, v in doc['throughput'].items())}.", ""]
+    if doc.get("encode"):
+        enc = doc["encode"]
+        lines += [f"Corpus encoding ({enc['docs']} passages, {enc['max_seq_length']} tokens, "
+                  f"batch {enc['batch_size']}): "
+                  f"{enc['docs_per_second']['ragtune']} passages/s with ragtune's encode_corpus, "
+                  f"{enc['docs_per_second']['bare']} with a bare SentenceTransformer.encode.", ""]
     quality = doc["quality"]
     lines += [f"Quality, nDCG@10 vs the CPU run ({doc['baseline']}), rule {quality['rule']}: "
               f"**{verdict(quality['passed'])}**", "", "| system | GPU | CPU | diff | ok |",

@@ -133,20 +133,38 @@ def cuda_peaks(stats_file: Path) -> dict:
     return peaks
 
 
+def _first(stats: dict, *keys: str):
+    """The first of `keys` in a metrics file (key names differ between ragtune versions), else None."""
+    return next((stats[k] for k in keys if k in stats), None)
+
+
 def throughput(project: Path, stages: dict) -> dict:
     """Items per second of each stage's main work, from its metrics files and wall time."""
     read = lambda name: json.loads((project / "metrics" / name).read_text())  # noqa: E731
     out = {}
-    if "train_embedder" in stages:
-        emb = read("train_embedder.json")
-        out["train_embedder_rows_per_second"] = round(emb["train_rows"] * emb["epochs"] / emb["train_seconds"], 1)
-    if "train_reranker" in stages:
-        rr = read("train_reranker.json")
-        out["train_reranker_groups_per_second"] = round(rr["groups"] * rr["epochs"] / rr["wall_seconds"], 1)
+    for stage, items in (("train_embedder", ("train_rows", "train_groups")),
+                         ("train_reranker", ("train_groups", "groups"))):
+        if stage in stages:
+            stats = read(f"{stage}.json")
+            n, seconds = _first(stats, *items), _first(stats, "train_seconds", "wall_seconds")
+            if n and seconds:
+                out[f"{stage}_{items[0].split('_')[1]}_per_second"] = round(n * stats["epochs"] / seconds, 1)
     if "mine" in stages:
         passages = sum(1 for _ in open(project / "data" / "raw" / "corpus.jsonl"))
         out["mine_passages_per_second"] = round(passages / stages["mine"]["wall_seconds"], 1)
     return out
+
+
+def encode_speed(project: Path, doc: dict, work: Path, env: dict) -> dict:
+    """Corpus passages per second at the setting's length and batch: bench/encode_speed.py on the device."""
+    emb, out = doc["params"]["embedder"], work / "encode.json"
+    cmd = [sys.executable, "-m", "bench.encode_speed", "--corpus", str(project / "data" / "raw" / "corpus.jsonl"),
+           "--model", emb["base"], "--max-seq-length", str(emb["max_seq_length"]), "--batch-size",
+           str(emb["encode_batch_size"]), "--device", doc["device"], "--rounds", "1" if doc["tiny"] else "2",
+           "--docs", "100" if doc["tiny"] else "100000", "--out", str(out)]
+    measured(cmd, ROOT, dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), env["PYTHONPATH"]]),
+                             RAGTUNE_GPU_STAGE="encode_speed"), work / "encode.log")
+    return json.loads(out.read_text())
 
 
 def compare(eval_now: dict, baseline: dict, setting: str) -> dict:
@@ -248,13 +266,12 @@ def run(setting, data, model, work, out, device, tiny, smi_log, keep) -> None:
         write_result(out, setting, doc)
     doc["noop_repro_seconds"] = measured([sys.executable, "-m", "dvc", "repro"], project, env,
                                          work / "ragtune.log")["wall_seconds"]
-    finish(doc, project, baseline, stats_file, smi_log, windows, out)
+    finish(doc, project, baseline, stats_file, smi_log, windows, out, env)
 
 
-def finish(doc, project, baseline, stats_file, smi_log, windows, out) -> None:
+def finish(doc, project, baseline, stats_file, smi_log, windows, out, env) -> None:
+    """Quality and memory first (written at once), then the encoding throughput, which may run out of time."""
     doc["pipeline_wall_seconds"] = round(sum(s["wall_seconds"] for s in doc["stages"].values()), 1)
-    doc["cuda_max_allocated_mib"] = cuda_peaks(stats_file)
-    doc["gpu_memory_used_mib"] = smi_peaks(smi_log, windows)
     doc["throughput"] = throughput(project, doc["stages"])
     doc["eval"] = json.loads((project / "metrics" / "eval.json").read_text())
     for name in ("train_embedder", "train_reranker", "mining", "splits"):
@@ -263,8 +280,15 @@ def finish(doc, project, baseline, stats_file, smi_log, windows, out) -> None:
     if doc["tiny"]:  # a slice of SciFact scores nothing like the full run: shown, never judged
         doc["quality"].update(passed=None, rule="none: a tiny slice is not comparable with the CPU run")
     doc["complete"] = True
-    write_result(out, doc["setting"], doc)
     shutil.copyfile(project / "metrics" / "report.md", out / f"gpu-{doc['setting']}-report.md")
+    for step in ("memory", "encode_speed"):
+        if step == "encode_speed":
+            start = time.time()
+            doc["encode"] = encode_speed(project, doc, stats_file.parent, env)
+            windows["encode_speed"] = (start, time.time())
+        doc["cuda_max_allocated_mib"] = cuda_peaks(stats_file)
+        doc["gpu_memory_used_mib"] = smi_peaks(smi_log, windows)
+        write_result(out, doc["setting"], doc)
     print(json.dumps({k: doc[k] for k in ("pipeline_wall_seconds", "cuda_max_allocated_mib", "throughput")}))
     print(f"quality ({doc['quality']['rule']}): {verdict(doc['quality']['passed'])}")
 
