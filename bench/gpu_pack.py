@@ -6,8 +6,8 @@ The device machine (see the device README) has CUDA torch, transformers, sentenc
 accelerate, pandas, scipy, pyyaml, click... but no network: everything else travels with the call, and the
 working tree plus carried paths must stay under 64 MiB. The folder holds:
   wheels/      CPython 3.12 manylinux x86_64 wheels, --no-deps, pinned to this venv's versions: the
-               dependency closure of requirements.txt minus the image's packages (IMAGE_PACKAGES) and
-               minus SKIPPED (packages our code path never imports; each with its reason).
+               dependency closure of requirements.txt minus the image's packages (IMAGE_PACKAGES, but for
+               CARRIED_ANYWAY) and minus SKIPPED (packages our code path never imports; each with its reason).
   model/       all-MiniLM-L6-v2 as a sentence-transformers folder, weights in fp16 and gzipped
                (model.fp16.safetensors.gz: 42 MB instead of 91 MB); gpu.sh expands them back to fp32.
   scifact.tgz  the BEIR SciFact folder (corpus, queries, qrels).
@@ -70,6 +70,9 @@ SKIPPED = {
     "lz4": "ir-datasets'; fsspec imports it only if present", "wcwidth": "prompt-toolkit's; tabulate's optional",
     "pytest": "the tests do not run there",
 }
+# Carried although the image has a version: small, and the code's closest library, so the GPU run uses the
+# same one as the CPU run (the image has sentence-transformers 6.0.1; its needs, transformers>=5, hold there).
+CARRIED_ANYWAY = {"sentence-transformers": "0.8 MB, pure Python"}
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_24_x86_64", "manylinux_2_26_x86_64",
              "manylinux_2_27_x86_64", "manylinux_2_28_x86_64", "manylinux_2_31_x86_64", "manylinux_2_34_x86_64",
              "manylinux_2_35_x86_64", "manylinux1_x86_64", "any")
@@ -88,7 +91,7 @@ def requirement_roots(requirements: Path = ROOT / "requirements.txt") -> list[st
     """Names in requirements.txt that the device image lacks and the run needs."""
     names = [norm(re.split(r"[<>=!~\[; ]", line.strip())[0]) for line in requirements.read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
-    return [n for n in names if n not in IMAGE_PACKAGES and n not in SKIPPED]
+    return [n for n in names if (n not in IMAGE_PACKAGES or n in CARRIED_ANYWAY) and n not in SKIPPED]
 
 
 def closure(roots: list[str]) -> dict[str, str]:
@@ -99,7 +102,7 @@ def closure(roots: list[str]) -> dict[str, str]:
     todo = list(roots)
     while todo:
         name = norm(todo.pop())
-        if name in pins or name in IMAGE_PACKAGES or name in SKIPPED:
+        if name in pins or (name in IMAGE_PACKAGES and name not in CARRIED_ANYWAY) or name in SKIPPED:
             continue
         dist = metadata.distribution(name)
         pins[name] = dist.version
@@ -191,7 +194,8 @@ def main(out: Path, data: Path, check_only: bool) -> None:
         download(pins, out / "wheels")
         pack_model(out / "model")
         pack_data(data, out / "scifact.tgz")
-        manifest = {"wheels": pins, "skipped": SKIPPED, "model": MODEL, "model_dtype": "float16 (gzip)"}
+        manifest = {"wheels": pins, "skipped": SKIPPED, "carried_anyway": CARRIED_ANYWAY, "model": MODEL,
+                    "model_dtype": "float16 (gzip)"}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     b = budget(out, travelling_bytes())
     print_budget(b)
