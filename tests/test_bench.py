@@ -195,3 +195,23 @@ def test_gpu_script_parses_and_returns_at_most_8_files():
     # gpu-<setting>.json and gpu-<setting>-report.md.
     assert 3 + 2 * len(SETTINGS) <= 8
     assert re.search(r'SETTINGS=\$\{SETTINGS:-"cpu-budget gpu-sizes"\}', script.read_text())
+
+
+def test_gpu_site_reports_each_process_and_runs_the_sitecustomize_it_hides(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    site = Path(__file__).resolve().parents[1] / "bench" / "gpu_site"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['SHADOWED_RAN'] = '1'\n")
+    stats = tmp_path / "stats.jsonl"
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{other}", RAGTUNE_GPU_STATS=str(stats),
+               RAGTUNE_GPU_STAGE="mine", RAGTUNE_IMPORT_TRACE="1")
+    out = subprocess.run([sys.executable, "-c", "import os, json; print(os.environ.get('SHADOWED_RAN'))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
+    row = json.loads(stats.read_text())
+    assert row["stage"] == "mine" and "json" in row["modules"] and "cuda_max_allocated_mib" not in row

@@ -26,4 +26,18 @@ def _report() -> None:
         fh.write(json.dumps(row) + "\n")
 
 
+def _run_shadowed() -> None:
+    """Run the sitecustomize this one hides (an image's own, later on sys.path), as Python would have."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for entry in sys.path:
+        path = os.path.join(entry or ".", "sitecustomize.py")
+        if os.path.abspath(entry or ".") != here and os.path.isfile(path):
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location("_shadowed_sitecustomize", path)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            return
+
+
 atexit.register(_report)
+_run_shadowed()
