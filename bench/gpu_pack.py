@@ -104,7 +104,11 @@ def closure(roots: list[str]) -> dict[str, str]:
         name = norm(todo.pop())
         if name in pins or (name in IMAGE_PACKAGES and name not in CARRIED_ANYWAY) or name in SKIPPED:
             continue
-        dist = metadata.distribution(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            sys.exit(f"error: {name} (needed by requirements.txt) is not installed here; the pack takes each "
+                     f"version from this venv: pip install -r requirements.txt first")
         pins[name] = dist.version
         for line in dist.requires or []:
             req = Requirement(line)
