@@ -23,8 +23,9 @@ import click
 @click.option("--max-seq-length", default=128, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--rounds", default=2, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (bench/gpu_run.py)")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def main(corpus, model, docs, max_seq_length, batch_size, rounds, out):
+def main(corpus, model, docs, max_seq_length, batch_size, rounds, device, out):
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
@@ -37,7 +38,7 @@ def main(corpus, model, docs, max_seq_length, batch_size, rounds, out):
         texts.append(doc_text({"title": title, "text": text}))
         if len(texts) == docs:
             break
-    bare_model = SentenceTransformer(model, device="cpu")
+    bare_model = SentenceTransformer(model, device=device)
     bare_model.max_seq_length = max_seq_length
     bare_model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up for both (same weights, threads)
 
@@ -49,11 +50,11 @@ def main(corpus, model, docs, max_seq_length, batch_size, rounds, out):
         with tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
             ours = encode_corpus(model, texts, batch_size=batch_size, max_seq_length=max_seq_length,
-                                 device="cpu", cache_dir=cache, show_progress=False,
+                                 device=device, cache_dir=cache, show_progress=False,
                                  security=defaults()["security"])
             timings["ragtune"].append(time.perf_counter() - start)
     best = {k: min(v) for k, v in timings.items()}  # the least disturbed round of each
-    result = {"docs": len(texts), "batch_size": batch_size, "max_seq_length": max_seq_length,
+    result = {"docs": len(texts), "batch_size": batch_size, "max_seq_length": max_seq_length, "device": device,
               "seconds": {k: [round(t, 2) for t in v] for k, v in timings.items()},
               "docs_per_second": {k: round(len(texts) / t, 1) for k, t in best.items()},
               "ragtune_vs_bare": round(best["bare"] / best["ragtune"], 3),  # throughput ratio, 1 = same

@@ -129,8 +129,6 @@ class DenseIndex:
 
     def __init__(self, embeddings: np.ndarray, doc_ids: Sequence[str], index: str = "flat", *,
                  hnsw_m: int = 32, ef_search: int = 128, nprobe: int = 16):
-        import faiss
-
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(doc_ids):
             raise ValueError(f"DenseIndex: {emb.shape} embeddings for {len(doc_ids)} doc ids")
@@ -144,7 +142,10 @@ class DenseIndex:
             raise ValueError(f"DenseIndex: unknown index type {index!r} (flat, hnsw, ivf)")
         n, dim = emb.shape
         kind = index if n >= 10_000 else "flat"
-        if kind == "flat":
+        faiss = _faiss(kind)
+        if faiss is None:
+            self.index = ExactIP(dim)
+        elif kind == "flat":
             self.index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
             self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -175,6 +176,41 @@ class DenseIndex:
             order = np.lexsort((self._id_rank[row_i], -row_s))
             run[qid] = {self.doc_ids[i]: float(row_s[j]) for j, i in zip(order, row_i[order])}
         return run
+
+
+def _faiss(kind: str):
+    """The faiss module; None where it is not installed and the exact flat search can do without it."""
+    try:
+        import faiss
+    except ImportError:
+        if kind != "flat":
+            raise UserError(f"dense index '{kind}' needs faiss: pip install faiss-cpu") from None
+        log.info("faiss is not installed: exact inner-product search with numpy")
+        return None
+    return faiss
+
+
+class ExactIP:
+    """faiss.IndexFlatIP's add/search with numpy, for machines without faiss (the GPU image: bench/gpu.sh)."""
+
+    def __init__(self, dim: int):
+        self.emb = np.zeros((0, dim), dtype=np.float32)
+
+    def add(self, emb: np.ndarray) -> None:
+        self.emb = np.concatenate([self.emb, emb])
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.empty((len(q), k), dtype=np.float32)
+        idx = np.empty((len(q), k), dtype=np.int64)
+        step = max(1, 2**24 // max(1, len(self.emb)))  # queries per block: at most 64 MB of scores at once
+        for s in range(0, len(q), step):
+            block = q[s:s + step] @ self.emb.T
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            top_scores = np.take_along_axis(block, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            idx[s:s + step] = np.take_along_axis(top, order, axis=1)
+            scores[s:s + step] = np.take_along_axis(top_scores, order, axis=1)
+        return scores, idx
 
 
 def dense_search(model_path: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any],

@@ -47,3 +47,171 @@ def test_report_ranks_systems_and_flags_rerankers_below_their_first_stage():
     assert "Best system: ragtune: hybrid + rerank:finetuned" in text
     assert "| sentence-transformers recipe training | 500 | 1 | 190 | 380 |" in text  # CPU s per 1k queries
     assert "ragtune 120 s" in text and "sentence-transformers recipe 110 s" in text  # mine + train
+
+
+# bench/gpu.sh's pieces that need no model and no GPU: the pack's size budget and wheel set, the params of
+# each setting, the quality check and the result files.
+def test_gpu_pack_budget_counts_every_carried_part_against_64_mib(tmp_path):
+    from bench.gpu_pack import LIMIT_BYTES, budget
+
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "a.whl").write_bytes(b"x" * 1000)
+    (tmp_path / "scifact.tgz").write_bytes(b"x" * 500)
+    fits = budget(tmp_path, tree=2000)
+    assert fits["parts"] == {"working tree": 2000, "carry/scifact.tgz": 500, "carry/wheels": 1000}
+    assert fits["total"] == 3500 and fits["fits"] and fits["left"] == LIMIT_BYTES - 3500
+    over = budget(tmp_path, tree=LIMIT_BYTES - 1000)
+    assert not over["fits"] and over["left"] == -500
+
+
+def test_gpu_pack_carries_what_the_image_lacks_and_nothing_it_has():
+    from bench.gpu_pack import CARRIED_ANYWAY, IMAGE_PACKAGES, SKIPPED, closure, requirement_roots
+
+    roots = requirement_roots()
+    assert {"dvc", "dvclive", "bm25s", "flagembedding", "pytrec-eval-terrier", "sentence-transformers"} <= set(roots)
+    assert not {"torch", "transformers", "peft", "faiss-cpu", "pytest"} & set(roots)
+    pins = closure(roots)
+    assert set(pins) & IMAGE_PACKAGES == set(CARRIED_ANYWAY) and not (set(pins) & set(SKIPPED))
+    assert "dulwich" in pins and "scmrepo" in pins  # dvc imports them even in a --no-scm project
+    assert all(version[0].isdigit() for version in pins.values())
+
+
+def test_gpu_settings_give_valid_params_and_only_the_gpu_setting_changes_sizes():
+    from bench.gpu_run import GPU_SIZES, gpu_params
+    from bench.scifact import CONFIG, ragtune_params
+    from ragtune.params import validate
+
+    cpu_run = ragtune_params(yaml.safe_load(CONFIG.read_text()), Path("/data/scifact"))
+    same = validate(gpu_params("cpu-budget", Path("/data/scifact"), "/m/minilm", "cuda", tiny=False))
+    assert same["device"] == "cuda" and same["embedder"]["base"] == same["reranker"]["base"] == "/m/minilm"
+    for section in ("embedder", "reranker", "mine", "prepare", "ingest"):
+        drop = {"base"} if section in ("embedder", "reranker") else set()
+        assert {k: v for k, v in same[section].items() if k not in drop} == {
+            k: v for k, v in validate(cpu_run)[section].items() if k not in drop}, section
+    gpu = validate(gpu_params("gpu-sizes", Path("/data/scifact"), "/m/minilm", "cuda", tiny=False))
+    assert gpu["embedder"]["max_seq_length"] == gpu["reranker"]["max_length"] == 256
+    assert gpu["embedder"]["batch_size"] == GPU_SIZES["embedder"]["batch_size"] > cpu_run["embedder"]["batch_size"]
+    tiny = validate(gpu_params("cpu-budget", Path("/d"), "/m", "cpu", tiny=True))
+    assert tiny["embedder"]["max_seq_length"] == 32 and tiny["device"] == "cpu"
+
+
+def test_gpu_quality_check_is_strict_only_where_the_configuration_is_the_cpu_runs():
+    from bench.gpu_run import compare
+
+    cpu = {"dense:base": {"nDCG@10": 0.624}, "hybrid": {"nDCG@10": 0.700}}
+    gpu = {"dense:base": {"nDCG@10": 0.646}, "hybrid": {"nDCG@10": 0.695}, "new": {"nDCG@10": 0.1}}
+    same = compare(gpu, cpu, "cpu-budget")
+    assert set(same["systems"]) == {"dense:base", "hybrid"} and not same["passed"]
+    assert same["systems"]["dense:base"] == {"gpu": 0.646, "cpu": 0.624, "diff": 0.022, "ok": False}
+    assert same["systems"]["hybrid"]["ok"]  # -0.005
+    other = compare(gpu, cpu, "gpu-sizes")  # longer passages: better is fine, worse by > 0.01 is not
+    assert other["passed"] and other["dense:base_vs_published"]["ok"]
+    assert not compare({"hybrid": {"nDCG@10": 0.68}}, cpu, "gpu-sizes")["passed"]
+
+
+def test_gpu_result_files_memory_per_stage_and_summary(tmp_path):
+    import json
+
+    from bench.gpu_report import render
+    from bench.gpu_run import cuda_peaks, smi_peaks, write_result
+
+    smi = tmp_path / "nvidia-smi.csv"
+    smi.write_text("2026/11/30 20:00:00.000, 500 MiB, 0 %\n2026/11/30 20:00:01.500, 9000 MiB, 80 %\n"
+                   "2026/11/30 20:00:03.000, 7000 MiB, 50 %\n2026/11/30 20:00:0")  # torn last line
+    t = lambda s: __import__("datetime").datetime(2026, 11, 30, 20, 0, s).timestamp()  # noqa: E731
+    assert smi_peaks(smi, {"mine": (t(0), t(1)), "train": (t(1), t(4)), "merge": (t(5), t(6))}) == {
+        "mine": 500.0, "train": 9000.0, "merge": None}
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text('{"stage": "train", "cuda_max_allocated_mib": 100.0}\n'
+                     '{"stage": "train", "cuda_max_allocated_mib": 300.0}\n{"stage": "ingest"}\n')
+    assert cuda_peaks(stats) == {"train": 300.0}
+    usage = {"wall_seconds": 9.5, "cpu_seconds": 9.0, "peak_rss_mib": 2048.0}
+    doc = {"setting": "gpu-sizes", "device": "cuda", "gpu": {"name": "NVIDIA H200", "torch": "2.11.0"},
+           "params": {"embedder": {"max_seq_length": 256, "batch_size": 64, "encode_batch_size": 256},
+                      "reranker": {"max_length": 256, "batch_size": 8, "group_size": 8}},
+           "stages": {"train": usage}, "cuda_max_allocated_mib": {"train": 300.0}, "complete": False}
+    path = write_result(tmp_path, "gpu-sizes", doc)
+    assert path.name == "gpu-gpu-sizes.json" and json.loads(path.read_text()) == doc
+    assert "| train | 9.5 | 9.0 | 2,048 | 300 | – |" in render([doc]) and "Cut short" in render([doc])
+
+
+def test_tiny_scifact_keeps_the_judged_passages_of_the_first_queries(tmp_path):
+    import json
+
+    from bench.gpu_run import TINY_QUERIES, tiny_scifact
+
+    src = tmp_path / "src"
+    (src / "qrels").mkdir(parents=True)
+    n = {split: k + 2 for split, k in TINY_QUERIES.items()}
+    docs = [f"d{i}" for i in range(sum(n.values()) + 200)]
+    (src / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": d}) + "\n" for d in docs))
+    qrels = {split: [f"{split}{i}" for i in range(k)] for split, k in n.items()}
+    (src / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": q}) + "\n"
+                                               for qs in qrels.values() for q in qs))
+    for split, qs in qrels.items():
+        (src / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+            f"{q}\td{199 - i}\t1\n" for i, q in enumerate(qs) if split == "train") + "".join(
+            f"{q}\td{100 + i}\t1\n" for i, q in enumerate(qs) if split == "test"))
+    out = tiny_scifact(src, tmp_path / "tiny")
+    kept = [json.loads(line)["_id"] for line in (out / "corpus.jsonl").read_text().splitlines()]
+    judged = {line.split("\t")[1] for split in n for line in
+              (out / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]}
+    assert judged <= set(kept) and len(judged) == sum(TINY_QUERIES.values())
+    assert len((out / "queries.jsonl").read_text().splitlines()) == sum(TINY_QUERIES.values())
+
+
+def test_flat_index_without_faiss_finds_what_faiss_finds(monkeypatch):
+    # The GPU pack leaves faiss out (18 MB): DenseIndex's flat search must give the same runs without it.
+    import sys
+
+    import numpy as np
+
+    from ragtune.retrieval import DenseIndex, ExactIP
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(500, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[7] = emb[3]  # a tie: broken by doc id in both
+    queries = emb[[3, 10, 20]] + 0.01 * rng.normal(size=(3, 16)).astype(np.float32)
+    ids = [f"d{i:03d}" for i in range(500)]
+    with_faiss = DenseIndex(emb, ids).search(queries, ["a", "b", "c"], 20)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    index = DenseIndex(emb, ids)
+    assert isinstance(index.index, ExactIP)
+    without = index.search(queries, ["a", "b", "c"], 20)
+    assert [list(r) for r in without.values()] == [list(r) for r in with_faiss.values()]
+    assert all(np.allclose(list(without[q].values()), list(with_faiss[q].values()), atol=1e-6) for q in "abc")
+
+
+def test_gpu_script_parses_and_returns_at_most_8_files():
+    import re
+    import subprocess
+
+    from bench.gpu_run import SETTINGS
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # The device tool brings back at most 8 files: gpu.log, nvidia-smi.csv, gpu-summary.md, and per setting
+    # gpu-<setting>.json and gpu-<setting>-report.md.
+    assert 3 + 2 * len(SETTINGS) <= 8
+    assert re.search(r'SETTINGS=\$\{SETTINGS:-"cpu-budget gpu-sizes"\}', script.read_text())
+
+
+def test_gpu_site_reports_each_process_and_runs_the_sitecustomize_it_hides(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    site = Path(__file__).resolve().parents[1] / "bench" / "gpu_site"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['SHADOWED_RAN'] = '1'\n")
+    stats = tmp_path / "stats.jsonl"
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{other}", RAGTUNE_GPU_STATS=str(stats),
+               RAGTUNE_GPU_STAGE="mine", RAGTUNE_IMPORT_TRACE="1")
+    out = subprocess.run([sys.executable, "-c", "import os, json; print(os.environ.get('SHADOWED_RAN'))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
+    row = json.loads(stats.read_text())
+    assert row["stage"] == "mine" and "json" in row["modules"] and "cuda_max_allocated_mib" not in row
