@@ -143,5 +143,7 @@ def rewrite_dvc_deps(root: Path = ROOT) -> None:
     (root / "dvc.yaml").write_text("".join(out), encoding="utf-8")
 
 
-if __name__ == "__main__":  # python tests/import_graph.py: make dvc.yaml's code deps true again
-    rewrite_dvc_deps()
+if __name__ == "__main__":  # python tests/import_graph.py [project]: make dvc.yaml's code deps true again
+    import sys
+
+    rewrite_dvc_deps(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT)
