@@ -25,16 +25,21 @@ def system_name(first_stage: str, reranker: str) -> str:
 
 
 def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
+    """Every model evaluate may load; a base model only when a wanted system uses it."""
     from .pipeline import _base_model
 
-    return {
-        "dense:base": _base_model(params["embedder"]["base"], params["security"]),
+    cfg, security = params["evaluate"], params["security"]
+    paths = {
         "dense:finetuned": str(models_dir / "embedder"),
         "dense:merged": str(models_dir / "embedder-merged"),
-        "rerank:base": _base_model(params["reranker"]["base"], params["security"]),
         "rerank:finetuned": str(models_dir / "reranker"),
         "rerank:merged": str(models_dir / "reranker-merged"),
     }
+    if {"dense:base", "hybrid"} & set(cfg["first_stages"]):
+        paths["dense:base"] = _base_model(params["embedder"]["base"], security, "embedder.base")
+    if "base" in cfg["rerankers"]:
+        paths["rerank:base"] = _base_model(params["reranker"]["base"], security, "reranker.base")
+    return paths
 
 
 def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[str, str]],

@@ -19,15 +19,16 @@ SPLITS = ("train", "val", "test")
 EMBEDDING_CACHE = Path(".cache") / "embeddings"
 
 
-def _base_model(name: str, security: dict) -> str:
-    path = resolve_model(name)
+def _base_model(name: str, security: dict, key: str | None = None) -> str:
+    """Resolve a model named in params (`key`, e.g. embedder.base) and apply the security checks."""
+    path = resolve_model(name, key)
     check_model_dir(path, security["trust_remote_code"], security["allow_pickle"])
     return path
 
 
-def _local_dir(name: str) -> str:
+def _local_dir(name: str, key: str) -> str:
     """A local folder for a model name (downloads a hub id once, where there is a network)."""
-    path = resolve_model(name)
+    path = resolve_model(name, key)
     if Path(path).is_dir():
         return path
     from huggingface_hub import snapshot_download
@@ -35,7 +36,8 @@ def _local_dir(name: str) -> str:
     try:
         return snapshot_download(path)
     except Exception as e:  # offline, unknown id, ...
-        raise UserError(f"model '{name}': not a local folder and could not be fetched from the hub ({e})") from None
+        raise UserError(f"params.yaml: {key}: '{name}' is not a local folder and could not be fetched from the "
+                        f"hub ({e})") from None
 
 
 def ingest(params: dict, *, out_dir: str, stats_path: str) -> None:
@@ -79,8 +81,10 @@ def mine(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, sta
     from .mining import mine as mine_groups
 
     if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
-        _base_model(params["mine"]["rescore_with"], params["security"])
-    embedder = dict(params["embedder"], base=_base_model(params["embedder"]["base"], params["security"]))
+        _base_model(params["mine"]["rescore_with"], params["security"], "mine.rescore_with")
+    embedder = dict(params["embedder"])
+    if params["mine"]["first_stage"] != "bm25":  # only dense and hybrid mining load the embedder
+        embedder["base"] = _base_model(embedder["base"], params["security"], "embedder.base")
     corpus = read_corpus(corpus_path)
     queries = read_queries(Path(prepared_dir) / "queries.jsonl")
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
@@ -107,7 +111,7 @@ def _train(kind: str, params: dict, *, negatives_dir: str, out_dir: str, stats_p
 
     cfg = params[kind]
     negatives = Path(negatives_dir)
-    base = _base_model(cfg["base"], params["security"])
+    base = _base_model(cfg["base"], params["security"], f"{kind}.base")
     # Under torchrun (see ragtune.distributed): join the process group; only rank 0 writes outputs.
     device = distributed.init(pick_device(params["device"]))
     main = distributed.is_main()
@@ -140,7 +144,7 @@ def merge(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: 
     cfg = params["merge"]
     results = {}
     for kind, finetuned, out in (("embedder", embedder_dir, embedder_out), ("reranker", reranker_dir, reranker_out)):
-        base = _local_dir(params[kind]["base"])
+        base = _local_dir(params[kind]["base"], f"{kind}.base")
         check_model_dir(base, params["security"]["trust_remote_code"], params["security"]["allow_pickle"])
         weight, grid_scores = cfg["weight"], None
         if weight == "auto":

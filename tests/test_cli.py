@@ -100,6 +100,36 @@ def test_num_negatives_larger_than_the_corpus_allows(tmp_path):
     assert "mine.num_negatives: 8 (+ mine.random_negatives 4) is more than" in one_error_line(proc)
 
 
+def test_missing_model_folder_names_the_key_only_in_stages_that_load_it(tmp_path):
+    write_beir(tmp_path)
+    params = {"embedder": {"base": "/nonexistent"}, "mine": {"first_stage": "bm25", "range_min": 0,
+                                                            "range_max": 10, "num_negatives": 3}}
+    # BM25 mining needs no embedder: it runs.
+    proc = stage(tmp_path, "mine", params=params)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data" / "negatives" / "train.jsonl").is_file()
+    # The trainer does, and says which key is wrong, before reading data or loading a model.
+    start = time.perf_counter()
+    proc = stage(tmp_path, "train_embedder", params=params)
+    line = one_error_line(proc)
+    assert line.startswith("error: params.yaml: embedder.base: no such directory '/nonexistent'"), line
+    assert time.perf_counter() - start < 60
+    params["mine"]["first_stage"] = "dense"
+    line = one_error_line(stage(tmp_path, "mine", params=params))
+    assert line.startswith("error: params.yaml: embedder.base: no such directory '/nonexistent'"), line
+
+
+def test_uncached_hub_id_offline_stops_the_stage_at_once(tmp_path):
+    write_beir(tmp_path)
+    start = time.perf_counter()
+    proc = stage(tmp_path, "train_reranker", params={"reranker": {"base": "some-org/some-model"}})
+    took = time.perf_counter() - start
+    line = one_error_line(proc)
+    assert line.startswith("error: params.yaml: reranker.base: no local folder 'some-org/some-model'"), line
+    assert "packaged default" in line and "Traceback" not in proc.stderr
+    assert took < 60, f"took {took:.1f} s"
+
+
 # ---------------------------------------------------------------- unwritable / full disk
 
 
