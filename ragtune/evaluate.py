@@ -129,7 +129,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
               for r, a in alphas.items()]
     report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
                              significance=cfg["significance"], seed=params["seed"], notes=notes,
-                             groups=_by_group_means(groups))
+                             groups=_by_group_means(groups), warnings=_warnings(params, paths, len(qrels["val"])))
     write_text(metrics_dir / "report.md", report)
     write_per_query_csv(metrics_dir / "per_query.csv", per_query)
     for system, run in test_runs.items():
@@ -141,6 +141,22 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     summary(f"{len(means)} systems; best {best} nDCG@10 {means[best]['nDCG@10']:.4f}; "
             f"report in {metrics_dir / 'report.md'}")
     return results
+
+
+def _warnings(params: dict, paths: dict, n_val: int) -> list[str]:
+    """What the report must say first: a val split too small to choose on, a fine-tuned model that is
+    its base bit for bit. Each is logged too."""
+    from .merge import same_weights
+    from .report import few_val_queries, same_as_base
+
+    out = [w for w in [few_val_queries(n_val)] if w]
+    for kind, system in (("embedder", "dense"), ("reranker", "rerank")):
+        base = paths.get(f"{system}:base")
+        if base and Path(base).is_dir() and same_weights(paths[f"{system}:finetuned"], base):
+            out.append(same_as_base(kind, params[kind]["base"]))
+    for w in out:
+        log.warning("%s", w)
+    return out
 
 
 def _group_means(per_query: dict, queries: dict, field: str | None) -> dict:

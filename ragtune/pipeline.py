@@ -66,7 +66,15 @@ def prepare(params: dict, *, raw_dir: str, out_dir: str, stats_path: str) -> Non
         for split in SPLITS:
             write_qrels(tmp / "qrels" / f"{split}.tsv", split_qrels[split])
     write_json(stats_path, stats)
+    _warn_few_val(len(split_qrels["val"]))
     summary(", ".join(f"{s}: {len(split_qrels[s])} queries" for s in SPLITS))
+
+
+def _warn_few_val(n: int) -> None:
+    from .report import few_val_queries
+
+    if warning := few_val_queries(n):
+        log.warning("%s", warning)
 
 
 def load_split(prepared_dir: str | Path, split: str) -> tuple[dict, dict]:
@@ -125,6 +133,7 @@ def _train(kind: str, params: dict, *, negatives_dir: str, out_dir: str, stats_p
     if not main:
         return
     write_json(stats_path, stats)
+    _warn_few_val(stats["val_queries"])
     before, after = stats.get("val_ndcg@10_before"), stats.get("val_ndcg@10_best")
     summary(f"{kind} val nDCG@10 {before} -> {after} -> {out_dir}")
 

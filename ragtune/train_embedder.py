@@ -234,7 +234,12 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         # (deprecated); log_model=False so HF_DVCLIVE_LOG_MODEL cannot copy checkpoints into DVC's cache.
         callbacks.append(DVCLiveCallback(live=live, log_model=False))
 
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+    from .models import FirstStepTrains
+
+    class Trainer(FirstStepTrains, SentenceTransformerTrainer):  # warmup never gives step 1 a zero lr
+        pass
+
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of

@@ -239,7 +239,9 @@ def _flag_classes():
             texts = sample_group(group, self.pool, self.group_size, self.n_random, rng)
             return [self.create_one_example(group["query"], t) for t in texts], None
 
-    class Trainer(EncoderOnlyRerankerTrainer):
+    from .models import FirstStepTrains
+
+    class Trainer(FirstStepTrains, EncoderOnlyRerankerTrainer):  # warmup never gives step 1 a zero lr
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             # Checkpoints hold the inner HF model's keys; load them there (see module docstring).
             super()._load_from_checkpoint(resume_from_checkpoint, model=self.model.model)

@@ -235,3 +235,18 @@ def test_pick_device_and_seed():
     a = torch.rand(3)
     models.seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_linear_schedule_trains_from_the_first_step():
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = models.linear_schedule(opt, warmup_steps=3, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])  # the lr the next optimizer step uses
+        opt.step()
+        sched.step()
+    assert lrs[0] > 0  # transformers' "linear" warmup gives step 1 a learning rate of 0
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4:] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7])  # then transformers' decay

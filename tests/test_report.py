@@ -162,3 +162,18 @@ def test_plot_rows_and_safe_name():
     assert [r["k"] for r in recall_curve_rows(means) if r["system"] == "bm25"] == [1, 10, 100]
     assert ndcg_bar_rows(means) == [{"system": "bm25", "nDCG@10": 0.3}, {"system": "dense:base", "nDCG@10": 0.35}]
     assert safe_name("dense:base + rerank:finetuned") == "dense-base+rerank-finetuned"
+
+
+def test_warnings_come_first_in_plain_words():
+    from ragtune.report import MIN_VAL_QUERIES, few_val_queries, same_as_base
+
+    assert few_val_queries(MIN_VAL_QUERIES) is None
+    small = few_val_queries(2)
+    assert small.startswith("Only 2 val queries") and "prepare.val_fraction" in small and "more data" in small
+    means, pq = systems({"dense:finetuned": [0.0] * 20})
+    text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0,
+                           warnings=[small, same_as_base("embedder", "my/base")])
+    lines = text.splitlines()
+    assert lines[2].startswith("> **Warning:** Only 2 val queries")
+    assert "The fine-tuned embedder IS the base model (my/base)" in lines[4]
+    assert text.index("Warning") < text.index("Did fine-tuning help?")

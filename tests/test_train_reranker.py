@@ -182,3 +182,15 @@ def test_ndcg_at_k():
     assert ndcg_at_k([0.1] * 12 + [0.0], [0] * 12 + [1]) == 0.0
     assert ndcg_at_k([3, 2, 1], [0, 0, 0]) == 0.0
     assert ndcg_at_k([1, 1, 1], [1, 0, 0]) == pytest.approx(0.5)  # ties: no credit for input order
+
+
+def test_the_first_step_trains(tiny, data, tmp_path):
+    # One step in all (32 groups, batch 32) with warmup: transformers' own schedule gave it a learning
+    # rate of 0, so the saved model was its start (the base with a fresh head) bit for bit.
+    from safetensors.torch import load_file
+
+    stats = _train(tiny, data, tmp_path, batch_size=32, warmup=0.1, live=False)
+    assert stats["steps"] == 1 and stats["best_step"] == 1
+    start = load_file(str(tmp_path / "ckpt-out" / "start" / "model.safetensors"))
+    tuned = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert [k for k in tuned if not (tuned[k] == start[k]).all()], "step 1 did not train"
