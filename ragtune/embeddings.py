@@ -91,8 +91,10 @@ def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: 
     # encode_query/encode_document apply the model's own "query"/"document" prompts when it has them.
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    from .cli import progress_bars
+
     fn = model.encode_query if kind == "query" else model.encode_document
-    emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
+    emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress and progress_bars(), convert_to_numpy=True,
              normalize_embeddings=True)
     return np.ascontiguousarray(emb, dtype=np.float32)
 

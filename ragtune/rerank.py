@@ -43,6 +43,8 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     import torch
     from tqdm.auto import tqdm
 
+    from .cli import progress_bars
+
     scores = np.zeros(len(pairs), dtype=np.float32)
     # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
@@ -50,7 +52,8 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     model.eval()
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
-                          disable=not progress or len(order) <= batch_size, leave=False):
+                          disable=not (progress and progress_bars()) or len(order) <= batch_size,
+                          leave=False):
             idx = order[start:start + batch_size]
             enc = tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], padding=True,
                             truncation="longest_first", max_length=max_length, return_tensors="pt")

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_groups
-from .tracking import open_live
+from .tracking import open_live, quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
 
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
+    quiet_progress(trainer)
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
     # their own without a word. Every rank scores (no collective in it), so all log the same history.

@@ -29,7 +29,7 @@ from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
-from .tracking import open_live
+from .tracking import open_live, quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +425,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         callbacks.append(DVCLiveCallback(live=live, log_model=False))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
+    quiet_progress(trainer)
     last = transformers.trainer_utils.get_last_checkpoint(str(checkpoint_dir)) if resume else None
     if resume and last is None:
         log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)

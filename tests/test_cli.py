@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,6 +129,31 @@ def test_uncached_hub_id_offline_stops_the_stage_at_once(tmp_path):
     assert line.startswith("error: params.yaml: reranker.base: no local folder 'some-org/some-model'"), line
     assert "packaged default" in line and "Traceback" not in proc.stderr
     assert took < 60, f"took {took:.1f} s"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def test_trainer_log_is_short_and_plain_unless_verbose(tmp_path, tiny_model):
+    # A fresh reranker head on a bi-encoder body: transformers' load report (ANSI bold), FlagEmbedding's
+    # tokenizer UserWarning, the Trainer's printed log dicts and progress bars, all off a terminal.
+    write_beir(tmp_path, n_docs=12, n_queries=8)
+    params = {"reranker": {"base": tiny_model, "batch_size": 2, "group_size": 3, "max_length": 32},
+              "mine": {"range_min": 0, "range_max": 10, "num_negatives": 2}}
+    assert stage(tmp_path, "mine", params=params).returncode == 0
+    proc = stage(tmp_path, "train_reranker", params=params)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert not ANSI.search(out), out
+    assert "Warning" not in out and "{'loss'" not in out and "it/s" not in out, out
+    assert not re.search(r"model \S+ -> ", out), out
+    lines = proc.stderr.splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d ragtune", line) for line in lines), out  # only ragtune's own lines
+    assert len(lines) <= 12, out
+    # -v (or RAGTUNE_VERBOSE=1, which dvc passes on) brings the detail back.
+    verbose = stage(tmp_path, "train_reranker", "-v", params=params)
+    assert verbose.returncode == 0, verbose.stderr
+    assert len(verbose.stderr.splitlines()) > len(lines) and "{'loss'" in verbose.stdout + verbose.stderr
 
 
 # ---------------------------------------------------------------- unwritable / full disk
