@@ -52,7 +52,8 @@ def resolve_model(name: str, key: str | None = None) -> str:
         resolved = _hub_model(name, where)
     if name not in _logged:  # once per name and process: a stage resolves the same name several times
         _logged.add(name)
-        log.log(logging.INFO if resolved != name else logging.DEBUG, "model %s: %s", name, resolved)
+        same = path.is_dir() or resolved == name  # a folder, or a hub id the libraries fetch themselves
+        log.log(logging.DEBUG if same else logging.INFO, "model %s: %s", name, resolved)
     return resolved
 
 

@@ -70,7 +70,7 @@ def score_pairs(model_path: str, pairs: list[tuple[str, str]], *, batch_size: in
     if not pairs:
         return np.zeros(0, dtype=np.float32)
     tokenizer, model = _load(str(model_path), device)
-    log.info("scoring %d pairs with %s (batch %d, max_length %d)", len(pairs), model_path, batch_size, max_length)
+    log.debug("scoring %d pairs with %s (batch %d, max_length %d)", len(pairs), model_path, batch_size, max_length)
     return score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, device=device)
 
 
@@ -98,8 +98,8 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
             if (qid, docid) not in cache:
                 todo.append((qid, docid))
     todo = list(dict.fromkeys(todo))
-    (log.info if todo else log.debug)("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth,
-                                      len(run), len(todo), len(cache))
+    log.debug("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth,
+              len(run), len(todo), len(cache))
     if todo:
         scores = score_pairs(model_path, [(queries[q], doc_text(corpus[d])) for q, d in todo],
                              batch_size=batch_size, max_length=max_length, device=device)

@@ -75,8 +75,8 @@ class BM25Index:
                                 return_ids=True, show_progress=show_progress)
         self.retriever = bm25s.BM25(k1=k1, b=b)
         self.retriever.index(tokens, show_progress=show_progress)
-        log.info("BM25 index: %d documents, %d terms, built in %.1f s", len(self.doc_ids),
-                 len(self.retriever.vocab_dict), time.perf_counter() - start)
+        log.debug("BM25 index: %d documents, %d terms, built in %.1f s", len(self.doc_ids),
+                  len(self.retriever.vocab_dict), time.perf_counter() - start)
 
     def position(self, doc_id: str) -> int:
         """Where a document's score sits in score_query's vector."""
@@ -104,7 +104,7 @@ class BM25Index:
         for qid, ids in zip(qids, self._token_ids([query_text(queries[q]) for q in qids])):
             scores = self._scores(ids)
             run[qid] = {self.doc_ids[i]: float(scores[i]) for i in top_k(scores, k) if scores[i] > 0}
-        log.info("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
+        log.debug("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
         return run
 
 
@@ -151,7 +151,7 @@ class DenseIndex:
             self.index.nprobe = min(nprobe, nlist)
         self.index.add(emb)
         self.kind = kind
-        log.info("dense index: %d documents, dim %d, %s", n, dim, kind)
+        log.debug("dense index: %d documents, dim %d, %s", n, dim, kind)
 
     def search(self, query_embeddings: np.ndarray, qids: Sequence[str], k: int) -> Run:
         """Top-k documents per query -> run {qid: {docid: score}}, best first."""
