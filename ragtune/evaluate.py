@@ -79,8 +79,8 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
              cache_dir: Path) -> dict:
     from .metrics import evaluate_run, metric_names
     from .models import pick_device
-    from .report import (console_table, markdown_report, ndcg_bar_rows, recall_curve_rows, safe_name,
-                         write_per_query_csv, write_trec_run)
+    from .report import (console_table, headline, markdown_report, ndcg_bar_rows, recall_curve_rows,
+                         safe_name, write_per_query_csv, write_trec_run)
     from .train_reranker import is_trained_reranker
 
     cfg, rr = params["evaluate"], params["reranker"]
@@ -119,6 +119,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     results = {s: dict(m, **({"by_group": groups[s]} if groups else {})) for s, m in means.items()}
 
     write_json(metrics_dir / "eval.json", results)
+    write_json(metrics_dir / "summary.json", headline(means))
     write_json(metrics_dir / "rerank_alpha.json", alphas)
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "

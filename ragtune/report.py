@@ -56,6 +56,20 @@ def same_as_base(kind: str, base: str) -> str:
             f"metrics/train_{kind}.json.")
 
 
+def headline(means: Means, metric: str = "nDCG@10") -> dict:
+    """The few numbers DVC treats as metrics (`metrics/summary.json`): `dvc exp show` and `dvc metrics
+    diff` stay readable in a normal terminal. The baseline, the fine-tuned embedder, the best pipeline with
+    the fine-tuned reranker, and the best system; every metric of every system is in eval.json."""
+    values = {"best": max(m[metric] for m in means.values())}
+    for system in ("dense:base", "dense:finetuned"):
+        if system in means:
+            values[system] = means[system][metric]
+    reranked = [m[metric] for s, m in means.items() if s.endswith(" + rerank:finetuned")]
+    if reranked:
+        values["rerank:finetuned"] = max(reranked)
+    return {metric: {k: round(v, 4) for k, v in values.items()}}
+
+
 # ---------------------------------------------------------------- formatting
 
 

@@ -177,3 +177,14 @@ def test_warnings_come_first_in_plain_words():
     assert lines[2].startswith("> **Warning:** Only 2 val queries")
     assert "The fine-tuned embedder IS the base model (my/base)" in lines[4]
     assert text.index("Warning") < text.index("Did fine-tuning help?")
+
+
+def test_headline_is_a_few_numbers():
+    from ragtune.report import headline
+
+    means = {"bm25": {"nDCG@10": 0.61234, "R@10": 0.9}, "dense:base": {"nDCG@10": 0.4},
+             "dense:finetuned": {"nDCG@10": 0.5}, "bm25 + rerank:finetuned": {"nDCG@10": 0.55},
+             "dense:finetuned + rerank:finetuned": {"nDCG@10": 0.58}, "bm25 + rerank:merged": {"nDCG@10": 0.7}}
+    assert headline(means) == {"nDCG@10": {"best": 0.7, "dense:base": 0.4, "dense:finetuned": 0.5,
+                                           "rerank:finetuned": 0.58}}
+    assert headline({"bm25": {"nDCG@10": 0.3}}) == {"nDCG@10": {"best": 0.3}}
