@@ -41,27 +41,28 @@ def bm25_scores(cands: dict[str, list[str]], queries: Mapping[str, str], corpus:
 
 
 def dense_scores(model: str, cands: dict[str, list[str]], queries: Mapping[str, str], corpus: Mapping, *,
-                 emb: Mapping, device: str, cache_dir: Path) -> Run:
+                 emb: Mapping, device: str, cache_dir: Path, security: Mapping[str, bool]) -> Run:
     """Cosine scores; the corpus embeddings come from the same cache as evaluate's dense runs."""
     from .embeddings import encode_corpus, encode_queries
 
     doc_ids = list(corpus)
     pos = {d: i for i, d in enumerate(doc_ids)}
     doc_emb = encode_corpus(model, [doc_text(corpus[d]) for d in doc_ids], batch_size=emb["encode_batch_size"],
-                            max_seq_length=emb["max_seq_length"], device=device, cache_dir=cache_dir)
+                            max_seq_length=emb["max_seq_length"], device=device, cache_dir=cache_dir,
+                            security=security)
     qids = list(cands)
     q_emb = encode_queries(model, [queries[q] for q in qids], batch_size=emb["encode_batch_size"],
-                           max_seq_length=emb["max_seq_length"], device=device)
+                           max_seq_length=emb["max_seq_length"], device=device, security=security)
     return {qid: {d: float(np.dot(qe, doc_emb[pos[d]])) for d in cands[qid]} for qid, qe in zip(qids, q_emb)}
 
 
 def reranker_scores(model: str, cands: dict[str, list[str]], queries: Mapping[str, str], corpus: Mapping, *,
-                    batch_size: int, max_length: int, device: str) -> Run:
+                    batch_size: int, max_length: int, device: str, security: Mapping[str, bool]) -> Run:
     from .rerank import score_pairs
 
     pairs = [(qid, d) for qid, docs in cands.items() for d in docs]
     scores = score_pairs(model, [(queries[q], doc_text(corpus[d])) for q, d in pairs], batch_size=batch_size,
-                         max_length=max_length, device=device)
+                         max_length=max_length, device=device, security=security)
     run: Run = {}
     for (qid, d), s in zip(pairs, scores):
         run.setdefault(qid, {})[d] = float(s)

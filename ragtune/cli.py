@@ -8,15 +8,29 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
+
 from .errors import UserError
+from .logs import VERBOSE_ENV, progress_bars, verbose
 
 log = logging.getLogger("ragtune")
 
 # OSErrors that are the environment's fault (no space, quota, read-only, permissions), not a bug.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _set_verbose(ctx, param, value) -> None:
+    if value:
+        os.environ[VERBOSE_ENV] = "1"
+
+
+# `@verbose_option` on a stage's click command: `-v` is the same as RAGTUNE_VERBOSE=1.
+verbose_option = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,
+                              callback=_set_verbose, help=f"detailed logs (or set {VERBOSE_ENV}=1)")
 
 
 def _setup_env() -> None:
@@ -25,6 +39,26 @@ def _setup_env() -> None:
     os.environ.setdefault("HF_HOME", str(root / ".cache" / "huggingface"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("DVCLIVE_OPEN", "false")
+    if not verbose():
+        # transformers' warnings (load reports with ANSI bold, advice for library users) are not ours.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not progress_bars():  # read at import: tqdm's default, the Hugging Face libraries' switches
+        for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(name, "1")
+
+
+def _setup_logging() -> None:
+    """By default one line per step: ragtune at INFO, the libraries at WARNING (bm25s and others set
+    their own loggers to INFO at import, so the handler filters, not the logger levels)."""
+    level = logging.DEBUG if verbose() else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    floor = logging.INFO if verbose() else logging.WARNING
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda r: r.name.split(".")[0] == "ragtune" or r.levelno >= floor)
+    if not verbose():
+        # FlagEmbedding's collator pads features it already truncated, passing max_length along: harmless.
+        warnings.filterwarnings("ignore", message=r"`max_length` is ignored when `padding`=`True`")
 
 
 def _sigterm(signum, frame):  # turn SIGTERM into an exception so atomic writes clean up
@@ -35,11 +69,7 @@ def _sigterm(signum, frame):  # turn SIGTERM into an exception so atomic writes 
 def stage(name: str, params_path: str = "params.yaml") -> Iterator[dict]:
     """Run a stage body: yields validated params; user errors become one line and exit code 1."""
     _setup_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "dvclive", "sentence_transformers",
-                  "FlagEmbedding", "transformers", "bm25s", "faiss"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _setup_logging()
     signal.signal(signal.SIGTERM, _sigterm)
     start = time.perf_counter()
     log.info("stage %s: started", name)

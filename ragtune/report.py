@@ -23,6 +23,9 @@ CONSOLE_METRICS = ("nDCG@10", "MRR@10", "R@10", "R@100")
 _RERANK = " + rerank:"  # system names: '<first stage>' or '<first stage> + rerank:<reranker>'
 _TRAINED_FIRST = ("dense:finetuned", "dense:merged")  # first stages and rerankers that fine-tuning made
 _TRAINED_RERANKERS = ("finetuned", "merged")
+# Below this many val queries, choices made on val (best checkpoint, merge weight, reranker share) are
+# mostly noise: one query moves nDCG@10 by 0.05 or more, and a val set at 1.0 cannot rank checkpoints.
+MIN_VAL_QUERIES = 20
 _TEST_NAMES = {"randomization": "randomization test", "ttest": "t-test"}
 # One plain sentence per metric family, used by "How to read this" for the families shown.
 _EXPLAIN = {
@@ -37,6 +40,37 @@ _EXPLAIN = {
     "MAP": "MAP@k averages precision at each relevant passage found in the top k",
     "Hit": "Hit@k is the share of queries with at least one relevant passage in the top k",
 }
+
+
+def few_val_queries(n: int) -> str | None:
+    """The warning for a val split too small to choose checkpoints on, or None."""
+    if n >= MIN_VAL_QUERIES:
+        return None
+    return (f"Only {n} val queries (fewer than {MIN_VAL_QUERIES}): the best checkpoint, the merge weight and the "
+            f"reranker share are chosen on val, and on so few queries that choice is mostly chance (a val "
+            f"score already at 1.0 cannot tell checkpoints apart). Raise prepare.val_fraction, or bring more "
+            f"data (more queries, or generated ones: ingest.source documents).")
+
+
+def same_as_base(kind: str, base: str) -> str:
+    """The plain statement for a fine-tuned model whose weights are exactly its base's."""
+    return (f"The fine-tuned {kind} IS the base model ({base}): its weights are identical, so the "
+            f"\"finetuned\" rows measure the base model. Fine-tuning never beat the start on val; see "
+            f"metrics/train_{kind}.json.")
+
+
+def headline(means: Means, metric: str = "nDCG@10") -> dict:
+    """The few numbers DVC treats as metrics (`metrics/summary.json`): `dvc exp show` and `dvc metrics
+    diff` stay readable in a normal terminal. The baseline, the fine-tuned embedder, the best pipeline with
+    the fine-tuned reranker, and the best system; every metric of every system is in eval.json."""
+    values = {"best": max(m[metric] for m in means.values())}
+    for system in ("dense:base", "dense:finetuned"):
+        if system in means:
+            values[system] = means[system][metric]
+    reranked = [m[metric] for s, m in means.items() if s.endswith(" + rerank:finetuned")]
+    if reranked:
+        values["rerank:finetuned"] = max(reranked)
+    return {metric: {k: round(v, 4) for k, v in values.items()}}
 
 
 # ---------------------------------------------------------------- formatting
@@ -197,8 +231,10 @@ def _how_to_read(metrics: list[str], baseline: str, sig_metric: str, test: str, 
 def markdown_report(means: Means, per_query: PerQuery, *, baseline: str = "dense:base",
                     metrics_shown: list[str], significance: str = "randomization", seed: int,
                     notes: list[str] | tuple[str, ...] = (), groups: dict[str, Means] | None = None,
-                    sig_metric: str = "nDCG@10", trials: int = 10000) -> str:
-    """The evaluation report: main table with deltas and p-values, how to read it, verdict, groups, notes.
+                    sig_metric: str = "nDCG@10", trials: int = 10000,
+                    warnings: list[str] | tuple[str, ...] = ()) -> str:
+    """The evaluation report: warnings, verdict, main table with deltas and p-values, how to read it,
+    groups, notes.
 
     The baseline falls back to the first system when absent; the significance metric falls back to the
     first shown metric when the per-query rows lack it.
@@ -220,7 +256,7 @@ def markdown_report(means: Means, per_query: PerQuery, *, baseline: str = "dense
              for system in means if system != baseline}
     n_queries = len(base_rows)
 
-    parts = ["# Retrieval evaluation", "",
+    parts = ["# Retrieval evaluation", "", *(f"> **Warning:** {w}\n" for w in warnings),
              _verdict(means, per_query, sig_metric, significance, seed, trials), "",
              _means_table(means, metrics, baseline, {s: p for s, (p, _) in tests.items()}, sig_metric), "",
              "## How to read this", "",

@@ -39,6 +39,8 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     import torch
     from tqdm.auto import tqdm
 
+    from .logs import progress_bars
+
     scores = np.zeros(len(pairs), dtype=np.float32)
     # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
@@ -46,7 +48,8 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     model.eval()
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
-                          disable=not progress or len(order) <= batch_size, leave=False):
+                          disable=not (progress and progress_bars()) or len(order) <= batch_size,
+                          leave=False):
             idx = order[start:start + batch_size]
             enc = tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], padding=True,
                             truncation="longest_first", max_length=max_length, return_tensors="pt")
@@ -79,7 +82,7 @@ def score_pairs(model_path: str, pairs: list[tuple[str, str]], *, batch_size: in
     if not pairs:
         return np.zeros(0, dtype=np.float32)
     tokenizer, model = _load(str(model_path), device, security["trust_remote_code"])
-    log.info("scoring %d pairs with %s (batch %d, max_length %d)", len(pairs), model_path, batch_size, max_length)
+    log.debug("scoring %d pairs with %s (batch %d, max_length %d)", len(pairs), model_path, batch_size, max_length)
     return score_loaded(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, device=device)
 
 
@@ -107,8 +110,8 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
             if (qid, docid) not in cache:
                 todo.append((qid, docid))
     todo = list(dict.fromkeys(todo))
-    (log.info if todo else log.debug)("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth,
-                                      len(run), len(todo), len(cache))
+    log.debug("rerank depth %d: %d queries, %d new pairs to score (%d cached)", depth,
+              len(run), len(todo), len(cache))
     if todo:
         scores = score_pairs(model_path, [(queries[q], doc_text(corpus[d])) for q, d in todo],
                              batch_size=batch_size, max_length=max_length, device=device, security=security)

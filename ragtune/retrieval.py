@@ -76,8 +76,8 @@ class BM25Index:
 
         self.retriever = bm25s.BM25(k1=k1, b=b)
         self.retriever.index(tokens, show_progress=show_progress)
-        log.info("BM25 index: %d documents, %d terms, built in %.1f s (%s)", len(self.doc_ids),
-                 len(self.retriever.vocab_dict), time.perf_counter() - start, lang.describe(language))
+        log.debug("BM25 index: %d documents, %d terms, built in %.1f s (%s)", len(self.doc_ids),
+                  len(self.retriever.vocab_dict), time.perf_counter() - start, lang.describe(language))
 
     def _tokenize(self, texts: list[str], *, return_ids: bool, show_progress: bool = False):
         """ragtune.language's words, joined and handed to bm25s for its vocabulary and the stemmer."""
@@ -115,7 +115,7 @@ class BM25Index:
         for qid, ids in zip(qids, self._token_ids([query_text(queries[q]) for q in qids])):
             scores = self._scores(ids)
             run[qid] = {self.doc_ids[i]: float(scores[i]) for i in top_k(scores, k) if scores[i] > 0}
-        log.info("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
+        log.debug("BM25: %d queries, top %d, in %.2f s", len(qids), k, time.perf_counter() - start)
         return run
 
 
@@ -158,7 +158,7 @@ class DenseIndex:
             self.index.nprobe = min(nprobe, nlist)
         self.index.add(emb)
         self.kind = kind
-        log.info("dense index: %d documents, dim %d, %s", n, dim, kind)
+        log.debug("dense index: %d documents, dim %d, %s", n, dim, kind)
 
     def search(self, query_embeddings: np.ndarray, qids: Sequence[str], k: int) -> Run:
         """Top-k documents per query -> run {qid: {docid: score}}, best first."""

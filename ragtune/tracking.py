@@ -86,3 +86,23 @@ def _summary_from_tsvs(metrics_dir: Path, tsvs: list[Path]) -> dict:
         step = max(step, int(rows[-1]["step"]))
     summary["step"] = step
     return summary
+
+
+def quiet_progress(trainer) -> None:
+    """A transformers Trainer prints every log dict (`{'loss': ...}`) to stdout; the curves are in DVCLive
+    already. Unless RAGTUNE_VERBOSE: no printed dicts, and a progress bar on a terminal only."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .logs import progress_bars, verbose
+
+    if verbose():
+        return
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress_bars():
+        trainer.add_callback(BarOnly())

@@ -21,7 +21,7 @@ from . import distributed
 from .embeddings import val_evaluator, val_samples
 from .errors import UserError
 from .io import atomic_output, read_groups
-from .tracking import open_live, step_callback
+from .tracking import open_live, quiet_progress, step_callback
 from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
@@ -251,9 +251,15 @@ def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: 
         # dvcyaml=False: never touch the project's dvc.yaml; save_dvc_exp=False: no experiments of its own.
         live = open_live(live_dir, resume=resumed, dvcyaml=False, save_dvc_exp=False)
         callbacks.append(step_callback(live))
-    return SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
-                                      loss=_make_loss(model, cfg, gather=world > 1), evaluator=evaluator,
-                                      callbacks=callbacks)
+    from .models import FirstStepTrains
+
+    class Trainer(FirstStepTrains, SentenceTransformerTrainer):  # warmup never gives step 1 a zero lr
+        pass
+
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
+                      loss=_make_loss(model, cfg, gather=world > 1), evaluator=evaluator, callbacks=callbacks)
+    quiet_progress(trainer)
+    return trainer
 
 
 def _log_plan(rows: int, cfg: dict, plan: dict, epochs: int, world: int, checkpoint_dir: Path,

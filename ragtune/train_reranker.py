@@ -30,7 +30,7 @@ from .errors import UserError
 from .io import atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
 from .rerank import val_ndcg
-from .tracking import open_live, step_callback
+from .tracking import open_live, quiet_progress, step_callback
 from .training import Clock, last_checkpoint, run_stats
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,9 @@ def _flag_classes():
             texts = sample_group(group, self.pool, self.group_size, self.n_random, rng)
             return [self.create_one_example(group["query"], t) for t in texts], None
 
-    class Trainer(EncoderOnlyRerankerTrainer):
+    from .models import FirstStepTrains
+
+    class Trainer(FirstStepTrains, EncoderOnlyRerankerTrainer):  # warmup never gives step 1 a zero lr
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             # Checkpoints hold the inner HF model's keys; load them there (see module docstring).
             super()._load_from_checkpoint(resume_from_checkpoint, model=self.model.model)
@@ -360,6 +362,7 @@ def _trainer(hf_model, tokenizer, dataset, collator, n_groups: int, cfg: dict, c
         fp16=False, bf16=False, disable_tqdm=False)  # no fp16 or gradient checkpointing on CPU
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
+    quiet_progress(trainer)
     return trainer, steps_per_epoch
 
 

@@ -1,10 +1,11 @@
 """Stage 7 (evaluate): every first stage x reranker on the test split, with trec_eval metrics."""
 import click
 
-from ragtune.cli import stage
+from ragtune.cli import stage, verbose_option
 
 
 @click.command()
+@verbose_option
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--corpus", "corpus_path", default="data/raw/corpus.jsonl", show_default=True, help="the corpus")
 @click.option("--prepared", "prepared_dir", default="data/prepared", show_default=True, help="prepare's output folder")

@@ -1,10 +1,11 @@
 """Stage 6 (merge): average fine-tuned and base weights (LM-Cocktail) for both models."""
 import click
 
-from ragtune.cli import stage
+from ragtune.cli import stage, verbose_option
 
 
 @click.command()
+@verbose_option
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--embedder", "embedder_dir", default="models/embedder", show_default=True, help="fine-tuned embedder")
 @click.option("--reranker", "reranker_dir", default="models/reranker", show_default=True, help="fine-tuned reranker")

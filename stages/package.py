@@ -1,7 +1,7 @@
 """Stage 8 (package): ship-ready model folders, each with its model card (README.md)."""
 import click
 
-from ragtune.cli import stage
+from ragtune.cli import stage, verbose_option
 
 
 @click.command()

@@ -1,10 +1,11 @@
 """Stage 2 (prepare): seeded, leakage-free train / val / test splits of the judged queries."""
 import click
 
-from ragtune.cli import stage
+from ragtune.cli import stage, verbose_option
 
 
 @click.command()
+@verbose_option
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--raw", "raw_dir", default="data/raw", show_default=True, help="ingest's output folder")
 @click.option("--out", "out_dir", default="data/prepared", show_default=True, help="queries.jsonl and qrels/{train,val,test}.tsv")

@@ -3,10 +3,11 @@ import sys
 
 import click
 
-from ragtune.cli import stage
+from ragtune.cli import stage, verbose_option
 
 
 @click.command()
+@verbose_option
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--negatives", "negatives_dir", default="data/negatives", show_default=True, help="mine's output folder")
 @click.option("--out", "out_dir", default="models/embedder", show_default=True, help="SentenceTransformer folder")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,61 @@ def test_num_negatives_larger_than_the_corpus_allows(tmp_path):
     # random_negatives count too, and the message says so.
     proc = stage(tmp_path, "mine", params={"mine": {"num_negatives": 8, "random_negatives": 4, "range_max": 10}})
     assert "mine.num_negatives: 8 (+ mine.random_negatives 4) is more than" in one_error_line(proc)
+
+
+def test_missing_model_folder_names_the_key_only_in_stages_that_load_it(tmp_path):
+    write_beir(tmp_path)
+    params = {"embedder": {"base": "/nonexistent"}, "mine": {"first_stage": "bm25", "range_min": 0,
+                                                            "range_max": 10, "num_negatives": 3}}
+    # BM25 mining needs no embedder: it runs.
+    proc = stage(tmp_path, "mine", params=params)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data" / "negatives" / "train.jsonl").is_file()
+    # The trainer does, and says which key is wrong, before reading data or loading a model.
+    start = time.perf_counter()
+    proc = stage(tmp_path, "train_embedder", params=params)
+    line = one_error_line(proc)
+    assert line.startswith("error: params.yaml: embedder.base: no such directory '/nonexistent'"), line
+    assert time.perf_counter() - start < 120  # imports (torch, for seeding) only; no data read, no model
+    params["mine"]["first_stage"] = "dense"
+    line = one_error_line(stage(tmp_path, "mine", params=params))
+    assert line.startswith("error: params.yaml: embedder.base: no such directory '/nonexistent'"), line
+
+
+def test_uncached_hub_id_offline_stops_the_stage_at_once(tmp_path):
+    write_beir(tmp_path)
+    start = time.perf_counter()
+    proc = stage(tmp_path, "train_reranker", params={"reranker": {"base": "some-org/some-model"}})
+    took = time.perf_counter() - start
+    line = one_error_line(proc)
+    assert line.startswith("error: params.yaml: reranker.base: no local folder 'some-org/some-model'"), line
+    assert "packaged default" in line and "retry" not in proc.stderr.lower()
+    assert took < 120, f"took {took:.1f} s"  # imports only: the libraries' retries alone took 78 s
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def test_trainer_log_is_short_and_plain_unless_verbose(tmp_path, tiny_model):
+    # A fresh reranker head on a bi-encoder body: transformers' load report (ANSI bold), FlagEmbedding's
+    # tokenizer UserWarning, the Trainer's printed log dicts and progress bars, all off a terminal.
+    write_beir(tmp_path, n_docs=12, n_queries=8)
+    params = {"reranker": {"base": tiny_model, "batch_size": 2, "group_size": 3, "max_length": 32},
+              "mine": {"range_min": 0, "range_max": 10, "num_negatives": 2}}
+    assert stage(tmp_path, "mine", params=params).returncode == 0
+    proc = stage(tmp_path, "train_reranker", params=params)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert not ANSI.search(out), out
+    assert "Warning" not in out and "{'loss'" not in out and "it/s" not in out, out
+    assert not re.search(r"model \S+ -> ", out), out
+    lines = proc.stderr.splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d ragtune", line) for line in lines), out  # only ragtune's own lines
+    assert len(lines) <= 12, out
+    # -v (or RAGTUNE_VERBOSE=1, which dvc passes on) brings the detail back.
+    verbose = stage(tmp_path, "train_reranker", "-v", params=params)
+    assert verbose.returncode == 0, verbose.stderr
+    assert len(verbose.stderr.splitlines()) > len(lines) and "{'loss'" in verbose.stdout + verbose.stderr
 
 
 # ---------------------------------------------------------------- unwritable / full disk

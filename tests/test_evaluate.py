@@ -14,3 +14,28 @@ def test_per_group_means_use_each_querys_metadata():
 def test_system_names():
     assert system_name("bm25", "none") == "bm25"
     assert system_name("hybrid", "merged") == "hybrid + rerank:merged"
+
+
+def test_report_warnings_for_a_small_val_split_and_a_model_that_is_its_base(tiny_model, tmp_path):
+    import shutil
+
+    from ragtune.evaluate import _warnings
+    from ragtune.params import defaults
+
+    params = defaults()
+    params["embedder"]["base"] = params["reranker"]["base"] = "tiny"
+    shutil.copytree(tiny_model, tmp_path / "embedder")  # training saved the start model unchanged
+    paths = {"dense:base": tiny_model, "dense:finetuned": str(tmp_path / "embedder"),
+             "rerank:finetuned": str(tmp_path / "reranker")}
+    warnings = _warnings(params, paths, n_val=2)
+    assert len(warnings) == 2 and warnings[0].startswith("Only 2 val queries")
+    assert warnings[1].startswith("The fine-tuned embedder IS the base model (tiny)")
+    assert _warnings(params, paths, n_val=20) == warnings[1:]
+    # One weight changed: a different model, no claim.
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tmp_path / "embedder" / "model.safetensors"))
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1e-3
+    save_file(weights, str(tmp_path / "embedder" / "model.safetensors"), metadata={"format": "pt"})
+    assert _warnings(params, paths, n_val=20) == []

@@ -1,5 +1,9 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -7,6 +11,8 @@ import pytest
 from ragtune import models, params
 from ragtune.pipeline import merge, mine, train_embedder, train_reranker
 from ragtune.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CUSTOM_CODE = '''
 from pathlib import Path
@@ -57,9 +63,50 @@ def test_resolve_model(tmp_path):
     assert models.resolve_model(str(tmp_path)) == str(tmp_path.resolve())
     packaged = models.resolve_model("sentence-transformers/all-MiniLM-L6-v2")
     assert Path(packaged, "model.safetensors").is_file()
-    assert models.resolve_model("BAAI/bge-reranker-base") == "BAAI/bge-reranker-base"  # left to the hub
     with pytest.raises(UserError, match="no such directory"):
         models.resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match=r"^params.yaml: embedder.base: no such directory '/nonexistent'"):
+        models.resolve_model("/nonexistent", "embedder.base")
+
+
+def _resolve_in_subprocess(tmp_path: Path, name: str, **env: str) -> subprocess.CompletedProcess:
+    """resolve_model in a fresh process: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME at import."""
+    code = ("import sys; from ragtune.models import resolve_model; from ragtune.errors import UserError\n"
+            "try: print(resolve_model(sys.argv[1], 'reranker.base'))\n"
+            "except UserError as e: sys.exit(f'error: {e}')")
+    full_env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    full_env.update(PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), **env)
+    return subprocess.run([sys.executable, "-c", code, name], env=full_env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "no network"])
+def test_uncached_hub_id_offline_fails_fast_in_one_line(tmp_path, how):
+    # "no network" for real: a proxy on a closed local port refuses every connection, as a machine
+    # without a route to the hub would (the libraries alone retry for over a minute).
+    env = {"HF_HUB_OFFLINE": "1"} if how == "HF_HUB_OFFLINE" else {"HTTPS_PROXY": "http://127.0.0.1:9",
+                                                                    "HTTP_PROXY": "http://127.0.0.1:9"}
+    start = time.perf_counter()
+    proc = _resolve_in_subprocess(tmp_path, "some-org/some-model", **env)
+    took = time.perf_counter() - start
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr  # one line, no retry chatter
+    line = proc.stderr.strip()
+    assert line.startswith("error: params.yaml: reranker.base: no local folder 'some-org/some-model'"), line
+    assert "local model folder or the packaged default sentence-transformers/all-MiniLM-L6-v2" in line
+    assert took < 20, f"took {took:.1f} s"  # the import is most of it
+
+
+def test_cached_hub_id_loads_offline_from_the_cache(tmp_path, tiny_model):
+    # The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<commit>/...}.
+    repo = tmp_path / "hf" / "hub" / "models--some-org--some-model"
+    commit = "0" * 40
+    shutil.copytree(tiny_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    proc = _resolve_in_subprocess(tmp_path, "some-org/some-model", HF_HUB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(repo / "snapshots" / commit)
 
 
 # ---------------------------------------------------------------- check_model_dir
@@ -120,6 +167,7 @@ def _params(**over) -> dict:
 def test_stages_refuse_a_custom_code_model_before_anything_else(tiny_model, tmp_path, where):
     bad = str(_with_remote_code(tiny_model, tmp_path / "custom"))
     p = _params(**{where: bad})
+    p["mine"]["first_stage"] = "hybrid"  # bm25 mining loads no embedder, so it does not check embedder.base
     missing = str(tmp_path / "missing")  # inputs do not exist: the model check must come first
     calls = [lambda: mine.run(p, corpus_path=missing, prepared_dir=missing, out_dir=missing,
                               stats_path=missing)]
@@ -181,3 +229,18 @@ def test_pick_device_and_seed():
     a = torch.rand(3)
     models.seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_linear_schedule_trains_from_the_first_step():
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = models.linear_schedule(opt, warmup_steps=3, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])  # the lr the next optimizer step uses
+        opt.step()
+        sched.step()
+    assert lrs[0] > 0  # transformers' "linear" warmup gives step 1 a learning rate of 0
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4:] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7])  # then transformers' decay

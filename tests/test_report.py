@@ -163,37 +163,27 @@ def test_plot_rows_and_safe_name():
     assert safe_name("dense:base + rerank:finetuned") == "dense-base+rerank-finetuned"
 
 
-def test_system_names_round_trip():
-    for first, reranker in [("bm25", "none"), ("dense:base", "finetuned"), ("hybrid", "merged")]:
-        assert split_system(system_name(first, reranker)) == (first, reranker)
+def test_warnings_come_first_in_plain_words():
+    from ragtune.report import MIN_VAL_QUERIES, few_val_queries, same_as_base
+
+    assert few_val_queries(MIN_VAL_QUERIES) is None
+    small = few_val_queries(2)
+    assert small.startswith("Only 2 val queries") and "prepare.val_fraction" in small and "more data" in small
+    means, pq = systems({"dense:finetuned": [0.0] * 20})
+    text = markdown_report(means, pq, metrics_shown=SHOWN, seed=0,
+                           warnings=[small, same_as_base("embedder", "my/base")])
+    lines = text.splitlines()
+    assert lines[2].startswith("> **Warning:** Only 2 val queries")
+    assert "The fine-tuned embedder IS the base model (my/base)" in lines[4]
+    assert text.index("Warning") < text.index("Did fine-tuning help?")
 
 
-def test_untrained_counterpart():
-    systems = {"bm25", "dense:base", "dense:finetuned", "hybrid", "dense:finetuned + rerank:finetuned",
-               "bm25 + rerank:merged", "hybrid + rerank:finetuned", "dense:base + rerank:base",
-               "dense:merged + rerank:merged"}
-    assert untrained_counterpart("dense:finetuned", systems) == "dense:base"
-    assert untrained_counterpart("bm25 + rerank:merged", systems) == "bm25"  # no bm25 + rerank:base
-    assert untrained_counterpart("dense:finetuned + rerank:finetuned", systems) == "dense:base + rerank:base"
-    assert untrained_counterpart("hybrid + rerank:finetuned", systems) == "hybrid"
-    for untrained in ("bm25", "dense:base", "hybrid", "dense:base + rerank:base"):
-        assert untrained_counterpart(untrained, systems) is None
-    assert untrained_counterpart("dense:merged", systems) == "dense:base"
-    assert untrained_counterpart("dense:finetuned", {"dense:finetuned"}) is None  # not evaluated
+def test_headline_is_a_few_numbers():
+    from ragtune.report import headline
 
-
-def test_per_query_change_rows():
-    shift = [0.1] * 5 + [-0.05] * 3 + [0.0] * 12
-    means, per_query = systems({"dense:finetuned": shift, "dense:merged": [0.01] * 20, "bm25": [0.5] * 20})
-    rows = per_query_change_rows(means, per_query)
-    # The best fine-tuned system (bm25 is better but untrained) against dense:base, biggest gain first.
-    assert {r["system"] for r in rows} == {"dense:finetuned"} and {r["reference"] for r in rows} == {"dense:base"}
-    assert [r["rank"] for r in rows] == list(range(1, 21))
-    assert [r["change"] for r in rows] == sorted((round(d, 6) for d in shift), reverse=True)
-    assert [r["qid"] for r in rows[:5]] == QIDS[:5] and [r["qid"] for r in rows[-3:]] == QIDS[5:8]
-    assert [r["direction"] for r in rows].count("better") == 5
-    assert [r["direction"] for r in rows].count("worse") == 3
-    assert all(r["change"] == pytest.approx(r["after"] - r["before"]) for r in rows)
-    assert rows[0]["comparison"] == ("dense:finetuned vs dense:base: 5 queries better, 3 worse, 12 unchanged "
-                                     "(mean nDCG@10 change +0.018)")
-    assert per_query_change_rows({"bm25": means["bm25"]}, per_query) == []
+    means = {"bm25": {"nDCG@10": 0.61234, "R@10": 0.9}, "dense:base": {"nDCG@10": 0.4},
+             "dense:finetuned": {"nDCG@10": 0.5}, "bm25 + rerank:finetuned": {"nDCG@10": 0.55},
+             "dense:finetuned + rerank:finetuned": {"nDCG@10": 0.58}, "bm25 + rerank:merged": {"nDCG@10": 0.7}}
+    assert headline(means) == {"nDCG@10": {"best": 0.7, "dense:base": 0.4, "dense:finetuned": 0.5,
+                                           "rerank:finetuned": 0.58}}
+    assert headline({"bm25": {"nDCG@10": 0.3}}) == {"nDCG@10": {"best": 0.3}}

@@ -191,3 +191,15 @@ def test_sample_group_mixes_hard_and_random_negatives():
     assert len(only_random) == 4 and "p0" not in only_random[1:]
     assert sample_group(groups[0], pool, 5, 2, random.Random(3)) == sample_group(groups[0], pool, 5, 2,
                                                                                   random.Random(3))
+
+
+def test_the_first_step_trains(tiny, data, tmp_path):
+    # One step in all (32 groups, batch 32) with warmup: transformers' own schedule gave it a learning
+    # rate of 0, so the saved model was its start (the base with a fresh head) bit for bit.
+    from safetensors.torch import load_file
+
+    stats = _train(tiny, data, tmp_path, batch_size=32, warmup=0.1, live=False)
+    assert stats["steps"] == 1 and stats["best_step"] == 1
+    start = load_file(str(tmp_path / "ckpt-out" / "start" / "model.safetensors"))
+    tuned = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert [k for k in tuned if not (tuned[k] == start[k]).all()], "step 1 did not train"

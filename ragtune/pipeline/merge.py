@@ -14,7 +14,7 @@ def run(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: st
     cfg = params["merge"]
     results = {}
     for kind, finetuned, out in (("embedder", embedder_dir, embedder_out), ("reranker", reranker_dir, reranker_out)):
-        base = local_model_dir(params[kind]["base"])
+        base = local_model_dir(params[kind]["base"], f"{kind}.base")
         check_model_dir(base, params["security"])
         weight, grid_scores = cfg["weight"], None
         if weight == "auto":

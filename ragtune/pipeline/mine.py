@@ -13,10 +13,12 @@ from ..models import checked_model, pick_device
 
 def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stats_path: str) -> None:
     if params["mine"]["rescore_with"]:  # a user-named cross-encoder: the same safety checks as a base
-        checked_model(params["mine"]["rescore_with"], params["security"])
-    # A copy, not dict(...): only the keys mining reads count as read (see params.trace_reads).
-    embedder = params["embedder"].model_copy(
-        update={"base": checked_model(params["embedder"]["base"], params["security"])})
+        checked_model(params["mine"]["rescore_with"], params["security"], "mine.rescore_with")
+    embedder = params["embedder"]
+    if params["mine"]["first_stage"] != "bm25":  # only dense and hybrid mining load the embedder
+        # A copy, not dict(...): only the keys mining reads count as read (see params.trace_reads).
+        embedder = embedder.model_copy(
+            update={"base": checked_model(embedder["base"], params["security"], "embedder.base")})
     corpus = read_corpus(corpus_path)
     queries = read_queries(Path(prepared_dir) / "queries.jsonl")
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")

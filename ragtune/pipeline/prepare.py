@@ -1,12 +1,16 @@
 """Stage prepare: seeded, leakage-free train / val / test splits of the judged queries."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import UserError
 from ..io import CorpusFile, atomic_output, read_qrels, read_queries, write_json, write_qrels, write_queries
 from ..logs import summary
+from ..report import few_val_queries
 from ..splits import SPLITS, split_queries
+
+log = logging.getLogger(__name__)
 
 
 def run(params: dict, *, raw_dir: str, out_dir: str, stats_path: str) -> None:
@@ -25,4 +29,6 @@ def run(params: dict, *, raw_dir: str, out_dir: str, stats_path: str) -> None:
         for split in SPLITS:
             write_qrels(tmp / "qrels" / f"{split}.tsv", split_qrels[split])
     write_json(stats_path, stats)
+    if warning := few_val_queries(len(split_qrels["val"])):
+        log.warning("%s", warning)
     summary(", ".join(f"{s}: {len(split_qrels[s])} queries" for s in SPLITS))

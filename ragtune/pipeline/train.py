@@ -6,12 +6,16 @@ depends only on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+import logging
 from pathlib import Path
 
 from .. import distributed
 from ..io import write_json
 from ..logs import summary
 from ..models import checked_model, pick_device
+from ..report import few_val_queries
+
+log = logging.getLogger(__name__)
 
 
 def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, negatives_dir: str, out_dir: str,
@@ -19,7 +23,8 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
     """Check `params[kind]["base"]`, call `train` (a trainer's function), write its stats (rank 0 only)."""
     cfg = params[kind]
     negatives = Path(negatives_dir)
-    checked_model(cfg["base"], params["security"])  # the trainer records the name, loads what it resolves to
+    # The trainer records the name and loads what it resolves to.
+    checked_model(cfg["base"], params["security"], f"{kind}.base")
     # Under torchrun (see ragtune.distributed): join the process group; only rank 0 writes outputs.
     device = distributed.init(pick_device(params["device"]))
     main = distributed.is_main()
@@ -33,5 +38,7 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
     if not main:
         return
     write_json(stats_path, stats)
+    if warning := few_val_queries(stats["val_queries"]):
+        log.warning("%s", warning)
     before, after = stats.get("val_ndcg@10_before"), stats.get("val_ndcg@10_best")
     summary(f"{kind} val nDCG@10 {before} -> {after} -> {out_dir}")

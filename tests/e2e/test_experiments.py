@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 
-from .conftest import make_project, run
+from .conftest import ROOT, make_project, run
 
 MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
 CACHED_OUTS = ("data/raw", "data/prepared", "data/negatives", "metrics/runs", "release") + tuple(f"models/{m}" for m in MODELS)
@@ -30,6 +31,7 @@ DVCLIVE_PLOTS = ("training loss", "val nDCG@10 during training", "learning rate"
 class Built:
     repo: Path
     untracked_after_repro: list[str]  # `git status` right after the first `dvc repro`, before committing
+    repro_stderr: str  # what the stages logged
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +39,11 @@ def built(tmp_path_factory, tiny_model) -> Built:
     """The `project` fixture's repo with the project's .dvc/config, reproduced once and committed."""
     # Module-scoped: one repro serves the whole module (tests that change things work on copies).
     repo = make_project(tmp_path_factory.mktemp("experiments"), tiny_model)
-    run(["dvc", "repro"], repo)
+    proc = run(["dvc", "repro"], repo)
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "repro"], repo)
-    return Built(repo, [line[3:] for line in status])
+    return Built(repo, [line[3:] for line in status], proc.stderr)
 
 
 @pytest.fixture
@@ -79,8 +81,16 @@ def assert_linked(repo: Path) -> None:
         assert not st.st_mode & 0o222, f"models/{name}/model.safetensors is writable (unprotected link)"
 
 
+def readme_commands(heading: str) -> list[str]:
+    """The commands in the README's bash blocks under `heading` (up to the next heading), comments cut."""
+    section = (ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    section = re.split(r"\n#{2,3} ", section, maxsplit=1)[0]
+    return [re.sub(r"\s+#\s.*$", "", line).strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+            for line in block.splitlines() if line.strip()]
+
+
 def exp_rows(repo: Path) -> list[dict]:
-    """`dvc exp show --json` flattened to {name, params, metrics (eval.json), train} per commit/experiment
+    """`dvc exp show --json` flattened to {name, params, metrics (summary.json)} per commit/experiment
     row (the workspace row left out)."""
     rows = []
 
@@ -93,8 +103,7 @@ def exp_rows(repo: Path) -> list[dict]:
                 rows.append({
                     "name": rev.get("name") or rev.get("rev"),
                     "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data", {}),
-                    "metrics": ((data.get("metrics") or {}).get("metrics/eval.json") or {}).get("data", {}),
-                    "train": ((data.get("metrics") or {}).get("metrics/train_embedder.json") or {}).get("data", {}),
+                    "metrics": ((data.get("metrics") or {}).get("metrics/summary.json") or {}).get("data", {}),
                 })
 
     walk(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
@@ -163,12 +172,18 @@ def test_param_changes_rerun_only_downstream_and_branches_diff(repo, tmp_path):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "shorter reranker input, deeper reranking"], repo)
 
-    metrics = json.loads(run(["dvc", "metrics", "diff", "main", "other", "--json"], repo).stdout)
-    deltas = metrics["metrics/eval.json"]
-    assert any(" + rerank:" in k and v["diff"] for k, v in deltas.items()), deltas  # reranked systems moved
-    text = run(["dvc", "metrics", "diff", "main", "other"], repo).stdout
-    # One line per changed (system, metric): path, system.metric, main, other, change.
-    assert re.search(r"^metrics/eval\.json +\S.* \+ rerank:\w+\.\w+@\d+ +[\d.]+ +[\d.]+ +-?[\d.]+$", text, re.M), text
+    # The declared metrics are the headline only (--all: changed or not): no timings, a few lines.
+    metrics = json.loads(run(["dvc", "metrics", "diff", "main", "other", "--all", "--json"], repo).stdout)
+    assert set(metrics) == {"metrics/summary.json"}, metrics
+    assert set(metrics["metrics/summary.json"]) == {"nDCG@10.best", "nDCG@10.dense:base", "nDCG@10.dense:finetuned",
+                                                    "nDCG@10.rerank:finetuned"}, metrics
+    text = run(["dvc", "metrics", "diff", "main", "other", "--all"], repo).stdout
+    # One line per headline number: path, metric.system, main, other, change.
+    assert re.search(r"^metrics/summary\.json +nDCG@10\.rerank:finetuned +[\d.]+ +[\d.]+ +\S+$", text, re.M), text
+    assert "seconds" not in text and len(text.splitlines()) <= 6, text
+    # Every metric of every system, when asked for by file (the README's recipe).
+    full = run(["dvc", "metrics", "diff", "main", "other", "--targets", "metrics/eval.json"], repo).stdout
+    assert re.search(r"^metrics/eval\.json +\S.* \+ rerank:\w+\.\w+@\d+ +[\d.]+ +[\d.]+ +-?[\d.]+$", full, re.M), full
 
     params = json.loads(run(["dvc", "params", "diff", "main", "other", "--json"], repo).stdout)["params.yaml"]
     assert (params["reranker.max_length"]["old"], params["reranker.max_length"]["new"]) == (64, 48)
@@ -188,46 +203,128 @@ def test_param_changes_rerun_only_downstream_and_branches_diff(repo, tmp_path):
         assert_linked(repo)
 
 
-def test_exp_run_and_queue(repo):
-    proc = run(["dvc", "exp", "run", "-S", "epochs=2"], repo)
-    assert stages_run(proc) == {"train_embedder", "train_reranker", "merge", "evaluate", "package"}
-    # DVCLive runs inside the experiment with save_dvc_exp=False and no dvc.yaml of its own: it makes no
-    # experiment of its own and says nothing about experiments or dvc.yaml.
-    live_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "dvclive" in line.lower()]
-    assert not [line for line in live_lines if re.search(r"experiment|dvc\.yaml|dvcyaml|git", line, re.I)], live_lines
-    assert len(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split()) == 1
-
-    rows = exp_rows(repo)
-    exp = [r for r in rows if r["params"].get("epochs") == 2]
-    assert len(exp) == 1, rows
-    assert exp[0]["metrics"]["bm25"]["nDCG@10"] > 0 and "val_ndcg@10_best" in exp[0]["train"]
-    table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout)))
-    # Names that occur in several files get the file as prefix: params.yaml:epochs, metrics/...json:epochs.
-    assert [r["params.yaml:epochs"] for r in table if r["Experiment"]] == ["2"], table
-    assert all(r["bm25.nDCG@10"] and r["metrics/train_reranker.json:val_ndcg@10_best"] for r in table), table
-
-    # A sweep: comma-separated values queue one experiment each (two `-S` for one key: the last wins).
-    # The workspace still holds epochs=2 from the run above, and queued runs start from the workspace.
-    run(["dvc", "exp", "run", "--queue", "-S", "epochs=1", "-S", "embedder.lr=1e-5,3e-5"], repo)
-    assert run(["dvc", "queue", "status"], repo).stdout.count("Queued") == 2
-    run(["dvc", "queue", "start"], repo)
+def wait_for_queue(repo: Path) -> str:
     try:
         deadline = time.monotonic() + 900
         while True:
             status = run(["dvc", "queue", "status"], repo).stdout
             if not re.search(r"\b(Queued|Running)\b", status):
-                break
+                return status
             assert time.monotonic() < deadline, status
             time.sleep(10)
     finally:
         run(["dvc", "queue", "stop"], repo, check=False)
-    assert status.count("Success") == 2, status
 
+
+EXPERIMENTS = [
+    "dvc exp run -S epochs=2",
+    "dvc exp run -S embedder.lr=3e-5 -S merge.weight=0.3",
+    "dvc exp show",
+    "dvc exp show --only-changed",
+    "dvc exp show --drop '.*' --keep 'Experiment|epochs|.*\\.lr|nDCG@10\\..*'",
+    "dvc exp diff",
+]
+QUEUE = [
+    "dvc exp run --queue -S 'embedder.lr=1e-5,3e-5'",
+    "dvc queue status",
+    "dvc queue start",
+    "dvc queue status",
+    "dvc queue logs <name>",
+    "dvc exp show",
+]
+
+
+def test_readme_experiment_commands(repo):
+    """Every command of the README's "Experiments" and "A queue of experiments" blocks, in order, on one
+    reproduced repo (one test: each experiment costs a training run)."""
+    assert readme_commands("### Experiments: `dvc exp run`") == EXPERIMENTS
+    assert readme_commands("### A queue of experiments") == QUEUE
+    exp = lambda cmd, **kw: run(shlex.split(cmd), repo, **kw)  # noqa: E731
+
+    proc = exp(EXPERIMENTS[0])
+    assert stages_run(proc) == {"train_embedder", "train_reranker", "merge", "evaluate", "package"}
+    # DVCLive runs inside the experiment with save_dvc_exp=False and no dvc.yaml of its own: it makes no
+    # experiment of its own and says nothing about experiments or dvc.yaml.
+    live_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "dvclive" in line.lower()]
+    assert not [line for line in live_lines if re.search(r"experiment|dvc\.yaml|dvcyaml|git", line, re.I)], live_lines
+    names = run(["dvc", "exp", "list", "--name-only"], repo).stdout.split()
+    assert len(names) == 1
     rows = exp_rows(repo)
-    lrs = sorted(r["params"]["embedder"]["lr"] for r in rows
-                 if r["params"].get("epochs") == 1 and r["params"]["embedder"]["lr"] != 5e-5)
-    assert lrs == [1e-5, 3e-5], rows
-    assert all(r["metrics"] for r in rows if r["params"].get("epochs") == 1)
+    assert [r["params"]["epochs"] for r in rows if r["name"] == names[0]] == [2], rows
+
+    # In a terminal `dvc exp show` pipes its table, at full width, into `less -S`: a 120-column terminal
+    # shows each line's first 120 characters. With --only-changed those hold the experiment's name, its
+    # headline metrics and the param it changed (the changed dependencies' hashes come after); nothing
+    # is elided.
+    changed = exp(EXPERIMENTS[3]).stdout
+    screen = [line[:120] for line in changed.splitlines()]
+    assert "…" not in changed, changed
+    assert re.search(r"\bepochs\s", screen[1] + " ") and re.search(r"\bnDCG@10\.\S+", screen[1]), changed
+    assert any(re.search(rf"\[{names[0]}\] .*\d\.\d+ .* 2(\s|$)", line) for line in screen), changed
+    shown = exp(EXPERIMENTS[2]).stdout
+    assert "…" not in shown, shown
+    first = [line[:120] for line in shown.splitlines()]
+    assert "Experiment" in first[1] and "nDCG@10.best" in first[1] and any(names[0] in line for line in first), shown
+
+    exp(EXPERIMENTS[1])
+    keep = shlex.split(EXPERIMENTS[4])
+    table = list(csv.DictReader(io.StringIO(run(keep + ["--csv"], repo).stdout)))
+    assert list(table[0]) == ["Experiment", "nDCG@10.best", "nDCG@10.dense:base", "nDCG@10.dense:finetuned",
+                              "nDCG@10.rerank:finetuned", "epochs", "embedder.lr", "reranker.lr"], table[0]
+    assert sorted(r["epochs"] for r in table) == ["1", "2", "2", "2"], table  # workspace, main, 2 experiments
+    assert all(r["nDCG@10.best"] for r in table), table
+    assert "embedder.lr" in run(keep, repo).stdout
+    diff = exp(EXPERIMENTS[5]).stdout
+    assert "merge.weight" in diff and "embedder.lr" in diff, diff
+
+    # The grid from the prose: four queued experiments (removed again: the sweep below is the one run).
+    run(shlex.split("dvc exp run --queue -S 'embedder.lr=1e-5,3e-5' -S 'epochs=1,2'"), repo)
+    assert exp(QUEUE[1]).stdout.count("Queued") == 4
+    run(["dvc", "queue", "remove", "--queued"], repo)
+    # The sweep: the workspace holds epochs=2, merge.weight=0.3 from the run above; embedder.lr=3e-5 is
+    # that same experiment again.
+    exp(QUEUE[0])
+    assert exp(QUEUE[1]).stdout.count("Queued") == 2
+    exp(QUEUE[2])
+    status = wait_for_queue(repo)
+    assert status.count("Success") == 2, status
+    queued = [line.split()[1] for line in status.splitlines() if "Success" in line]
+    logs = exp(QUEUE[4].replace("<name>", queued[0])).stdout
+    assert "Running stage" in logs or "skipping" in logs, logs
+    rows = exp_rows(repo)
+    lrs = sorted(r["params"]["embedder"]["lr"] for r in rows if r["params"]["merge"]["weight"] == 0.3)
+    assert lrs == [1e-5, 3e-5, 3e-5], rows  # the run above and the two queued
+    assert all(r["metrics"]["nDCG@10"]["best"] > 0 for r in rows), rows
+    assert "embedder.lr" in exp(QUEUE[5]).stdout
+
+    # Keep one (branch), bring one into the workspace (apply), drop one (remove).
+    name = names[0]
+    run(["dvc", "exp", "branch", name, "two-epochs"], repo)
+    assert yaml.safe_load(run(["git", "show", "two-epochs:params.yaml"], repo).stdout)["epochs"] == 2
+    run(["dvc", "exp", "apply", name], repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["embedder"]["lr"] == 5e-5
+    run(["dvc", "exp", "remove", name], repo)
+    assert name not in run(["dvc", "exp", "list", "--name-only"], repo).stdout.split()
+
+
+def test_metrics_are_the_headline_and_the_log_is_short(built):
+    repo = built.repo
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    files = metrics[next(iter(metrics))]["data"] if "data" in metrics[next(iter(metrics))] else metrics
+    assert set(files) == {"metrics/summary.json"}, metrics
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert list(summary) == ["nDCG@10"] and set(summary["nDCG@10"]) == {
+        "best", "dense:base", "dense:finetuned", "rerank:finetuned"}, summary
+    # The full set is still there, as plain outputs.
+    assert "wall_seconds" in json.loads((repo / "metrics" / "train_embedder.json").read_text())
+
+    # The stages' log: one line per step, no ANSI colour codes, no library chatter, within a budget.
+    log = built.repro_stderr
+    assert not re.search(r"\x1b\[", log), log
+    assert "UserWarning" not in log and "Warning:" not in log, log
+    assert not re.search(r"model \S+ -> ", log), log
+    lines = log.splitlines()
+    assert len(lines) <= 70, f"{len(lines)} lines:\n{log}"
 
 
 def test_push_then_pull_in_a_fresh_clone(repo, tmp_path):
