@@ -18,7 +18,7 @@ def test_trainers_get_the_model_name_from_params_not_this_machines_path(tiny_mod
 
     def train(**kwargs):  # the trainers' signature; records what it was given
         seen.update(kwargs)
-        return {"base_model": kwargs["base"], "val_ndcg@10_before": 0.5, "val_ndcg@10_best": 0.6}
+        return {"base_model": kwargs["base"], "val_ndcg@10_before": 0.5, "val_ndcg@10_best": 0.6, "val_queries": 40}
 
     stats_path = tmp_path / "train_embedder.json"
     run_training("embedder", train, params, negatives_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
