@@ -148,18 +148,42 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
     return chosen
 
 
+def _teacher(stage: _FirstStage, rescore, qid: str, query: str, docs: list[str], texts: list[str]) -> list[float]:
+    """Teacher scores for (query, doc) pairs: the cross-encoder's sigmoid when `mine.rescore_with` names
+    one, else the first stage's score min-max normalized over the query's first-stage list (1 = its top,
+    0 = the last kept; a random document may fall below 0), so BM25, cosine and RRF share one scale."""
+    if rescore is not None:
+        return [round(s, 6) for s in rescore(query, texts)]
+    listed = list(stage.run[qid].values())
+    lo, hi = (min(listed), max(listed)) if listed else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    return [round((stage.score(qid, d) - lo) / span, 6) for d in docs]
+
+
+def _consistent(ranking: list[str], docid: str, k: int) -> bool:
+    """Round-trip consistency (InPars, Promptagator): the first stage finds the source passage in its top k."""
+    return docid in ranking[:k]
+
+
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
-         device: str = "auto", cache_dir: str | Path | None = None
+         device: str = "auto", cache_dir: str | Path | None = None,
+         synthetic: Mapping[str, Mapping[str, str]] | None = None, consistency_k: int = 10
          ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
-    for dense and hybrid mining. Returns (train_groups, val_groups, stats); groups are
-    {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage scores. Same inputs and seed ->
-    same groups.
+    for dense and hybrid mining. `synthetic` ({qid: {"text", "docid", "pos_text"}}, ragtune.synthetic)
+    adds generated training queries: one kept only when its source passage is in the first stage's top
+    `consistency_k`, its positive text is `pos_text`. Returns (train_groups, val_groups, stats); groups are
+    FlagEmbedding's {"query", "pos", "neg", "pos_scores", "neg_scores"}, the scores the teacher's
+    (see `_teacher`), for distillation. Same inputs and seed -> same groups.
     """
     start = time.perf_counter()
+    synthetic = synthetic or {}
+    if synthetic:
+        queries = {**queries, **{q: s["text"] for q, s in synthetic.items()}}
+        train_qrels = {**train_qrels, **{q: {s["docid"]: 1} for q, s in synthetic.items()}}
     range_min, range_max = cfg["range_min"], cfg["range_max"]
     num_neg, n_random, margin = cfg["num_negatives"], cfg["random_negatives"], cfg["relative_margin"]
     skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
@@ -199,8 +223,14 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     c = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0, "rescore_filtered": 0,
          "queries_short": 0, "random_topup": 0, "random_extra": 0, "queries_without_hard_negatives": 0}
     recalls: list[float] = []
+    c["synthetic_inconsistent"] = 0
+    real_groups = 0
     for qid, pos in train_pos.items():
         ranking = [d for d, _ in ranked(stage.run[qid])]
+        if qid in synthetic and not _consistent(ranking, synthetic[qid]["docid"], consistency_k):
+            c["synthetic_inconsistent"] += 1
+            continue
+        real_groups += qid not in synthetic
         pos_set = set(pos)
         recalls.append(len(pos_set & set(ranking[:range_max])) / len(pos_set))
         pos_scores = [stage.score(qid, d) for d in pos]
@@ -243,23 +273,32 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
             extra = _random_docs(rng, doc_ids, n_random, exclude | set(neg))
             c["random_extra"] += len(extra)
             neg += extra
-        train_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
-                             "pos_scores": pos_scores, "neg_scores": [stage.score(qid, d) for d in neg]})
+        pos_texts = [synthetic[qid]["pos_text"]] if qid in synthetic else [t(d) for d in pos]
+        neg_texts = [t(d) for d in neg]
+        scores = _teacher(stage, rescore, qid, qtexts[qid], pos + neg, pos_texts + neg_texts)
+        train_groups.append({"query": qtexts[qid], "pos": pos_texts, "neg": neg_texts,
+                             "pos_scores": scores[:len(pos)], "neg_scores": scores[len(pos):]})
 
     val_groups: list[dict] = []
     for qid, pos in val_pos.items():
         pos_set = set(pos)
         neg = [d for d, _ in ranked(stage.run[qid]) if d not in pos_set][:cfg["val_depth"]]
+        scores = _teacher(stage, None, qid, qtexts[qid], pos + neg, [])  # val: first stage, no model cost
         val_groups.append({"query": qtexts[qid], "pos": [t(d) for d in pos], "neg": [t(d) for d in neg],
-                           "pos_scores": [stage.score(qid, d) for d in pos],
-                           "neg_scores": [stage.score(qid, d) for d in neg]})
+                           "pos_scores": scores[:len(pos)], "neg_scores": scores[len(pos):]})
 
     n_negs = [len(g["neg"]) for g in train_groups]
     stats = {
         "first_stage": cfg["first_stage"],
         "window": f"ranks {range_min + 1}..{range_max} (1-based)",
-        "queries": len(train_qrels),
+        "queries": len(train_qrels) - len(synthetic),
         "groups": len(train_groups),
+        "groups_real": real_groups,
+        "groups_synthetic": len(train_groups) - real_groups,
+        "synthetic_queries": len(synthetic),
+        "synthetic_inconsistent": c["synthetic_inconsistent"],
+        "teacher": f"cross-encoder {cfg['rescore_with']}" if rescore is not None
+        else f"first stage ({cfg['first_stage']}, min-max normalized)",
         "val_queries": len(val_qrels),
         "val_groups": len(val_groups),
         "skipped_train_queries": skipped,

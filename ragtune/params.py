@@ -178,6 +178,11 @@ class Mine(Section):
         return self
 
 
+class Synthetic(Section):
+    queries: int = Field(0, ge=0)
+    top_k: int = Field(10, ge=1)
+
+
 class Embedder(Section):
     base: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_seq_length: int = Field(128, ge=8, le=8192)
@@ -247,6 +252,7 @@ class Params(Section):
     ingest: Ingest = Field(default_factory=Ingest)
     prepare: Prepare = Field(default_factory=Prepare)
     mine: Mine = Field(default_factory=Mine)
+    synthetic: Synthetic = Field(default_factory=Synthetic)
     embedder: Embedder = Field(default_factory=Embedder)
     reranker: Reranker = Field(default_factory=Reranker)
     merge: Merge = Field(default_factory=Merge)

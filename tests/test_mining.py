@@ -118,8 +118,16 @@ def test_dense_and_hybrid_mining(tiny_model, tmp_path, first_stage):
 
 
 def test_cross_encoder_rescoring(tiny_model):
+    def texts(groups):
+        return [(g["query"], g["pos"], g["neg"]) for g in groups]
+
     base = run(cfg())
-    assert run(cfg(rescore_with=tiny_model, rescore_threshold=1.0))[0] == base[0]  # nothing above 1
+    kept, _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=1.0))  # nothing above 1
+    assert texts(kept) == texts(base[0])
+    # The cross-encoder is the teacher: its sigmoid scores, not the first stage's, label the pairs.
+    assert stats["teacher"].startswith("cross-encoder")
+    assert all(0.0 <= s <= 1.0 for s in kept[0]["pos_scores"] + kept[0]["neg_scores"])
+    assert kept[0]["neg_scores"] != base[0][0]["neg_scores"]
     (g,), _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=0.0))  # everything above 0
     assert stats["rescore_filtered"] == 6 and stats["random_negatives_topup"] == 3
     assert not set(negs(g)) & {"pos", "near", "ab", "ac", "bc", "a", "b", "c"}
