@@ -391,6 +391,12 @@ def doc_text(doc: dict[str, str]) -> str:
     return f"{title} {doc['text']}".strip() if title else doc["text"]
 
 
+# Teacher scores in groups (ragtune.mining) lie on [0, 1]; a listwise student softmaxes them at this
+# temperature, so a score gap of 0.1 is a factor e between two passages (T = 1 would be near uniform).
+TEACHER_TEMPERATURE = 0.1
+DISTILL_LOSSES = ("margin_mse", "distill_kl")  # embedder.loss values that learn from teacher scores
+
+
 def read_groups(path: str | Path) -> list[dict]:
     """Training groups in FlagEmbedding's jsonl {"query", "pos": [..], "neg": [..]}, with its optional
     distillation fields "pos_scores" / "neg_scores" (a teacher's score per text; kept only when both are

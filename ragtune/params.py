@@ -189,7 +189,7 @@ class Embedder(Section):
     batch_size: int = Field(32, ge=2)
     lr: Num = Field(5e-5, ge=0.0, le=1.0)
     warmup: Num = Field(0.1, ge=0.0, le=1.0)
-    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    loss: Literal["mnrl", "cached_mnrl", "margin_mse", "distill_kl"] = "mnrl"
     mini_batch_size: int = Field(16, ge=1)
     matryoshka_dims: Optional[list[Annotated[int, Field(ge=1)]]] = []
     num_negatives: int = Field(1, ge=0, le=50)
@@ -208,6 +208,7 @@ class Reranker(Section):
     random_negatives: int = Field(2, ge=0)
     eval_steps: int = Field(0, ge=0)
     val_negatives: int = Field(9, ge=1)
+    distill_weight: Num = Field(0.0, ge=0.0)
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
