@@ -108,6 +108,10 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
         log.info("rerank:%s: interpolation alpha %s", reranker, alphas[reranker])
         reranked = rerank_split(runs["test"], split_queries["test"], alphas[reranker]["alpha"])
         test_runs.update({system_name(first, reranker): run for first, run in reranked.items()})
+        # Reported, never chosen on: the pure reranker (alpha 1) over each first stage; scores are cached.
+        alone = rerank_split(runs["test"], split_queries["test"], 1.0)
+        alphas[reranker]["test_ndcg@10_reranker_alone"] = {
+            first: round(evaluate_run(run, qrels["test"], cfg)[0]["nDCG@10"], 4) for first, run in alone.items()}
     if "none" not in cfg["rerankers"]:
         test_runs = {s: r for s, r in test_runs.items() if "rerank:" in s}
 

@@ -150,6 +150,7 @@ class Prepare(Section):
     test_fraction: Num = Field(0.2, ge=0.0, le=0.9)
     group_by: Optional[str] = None
     test_split: Optional[str] = None
+    train_queries: Optional[Annotated[int, Field(ge=0)]] = None
 
     @model_validator(mode="after")
     def _fractions_leave_train(self) -> Prepare:
