@@ -34,7 +34,9 @@ import numpy as np
 
 from .errors import UserError
 from .io import Qrels, Run, doc_text
-from .retrieval import BM25Index, DenseIndex, query_text, ranked, rrf
+from .retrieval import BM25Index, DenseIndex, pick_wsum, query_text, ranked, rrf, wsum
+
+NDCG10 = {"ndcg_cutoffs": [10]}  # ragtune.metrics cutoffs: nDCG@10 only
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str):
+                 cache_dir: str | Path | None, index: str, fusion: str = "rrf", fusion_grid: tuple = (),
+                 val_qrels: Qrels | None = None):
         self.kind = kind
+        self.fusion_stats: dict[str, Any] = {}
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
         self._bm25: BM25Index | None = None
@@ -71,9 +75,26 @@ class _FirstStage:
             self._dense = ({d: i for i, d in enumerate(doc_ids)}, doc_emb, dict(zip(qids, q_emb)))
             runs.append(DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, sub_depth))
         if kind == "hybrid":
-            self._fused = rrf(runs, k=rrf_k, depth=sub_depth)
+            self._fused = self._fuse(runs, fusion, rrf_k, sub_depth, fusion_grid, val_qrels)
             runs = [self._fused]
         self.run = {qid: dict(ranked(runs[0].get(qid, {}))[:depth]) for qid in queries}
+
+    def _fuse(self, runs: list[Run], fusion: str, rrf_k: int, depth: int, grid: tuple,
+              val_qrels: Qrels | None) -> Run:
+        """RRF, or wsum with the BM25 weight picked on the val queries (0.5 without val queries)."""
+        if fusion == "rrf":
+            return rrf(runs, k=rrf_k, depth=depth)
+        from .metrics import evaluate_run
+
+        w = 0.5
+        if val_qrels:
+            val = [{q: r[q] for q in val_qrels if q in r} for r in runs]
+            w, by_w = pick_wsum(val[0], val[1], lambda run: evaluate_run(run, val_qrels, NDCG10)[0]["nDCG@10"],
+                                grid, depth)
+            self.fusion_stats["val_ndcg@10_by_bm25_weight"] = by_w
+            log.info("mine hybrid: BM25 weight %g picked on val (%s)", w, by_w)
+        self.fusion_stats["bm25_weight"] = w
+        return wsum(runs, [w, 1.0 - w], depth)
 
     def score(self, qid: str, docid: str) -> float:
         """The first stage's score for any document (hybrid: its fused score, 0 if in neither list)."""
@@ -208,7 +229,9 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
     depth = max(range_max, cfg["val_depth"]) + max_pos
     stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"])
+                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
+                        fusion=cfg["fusion"], fusion_grid=tuple(cfg["fusion_grid"]),
+                        val_qrels={q: {d: 1 for d in p} for q, p in val_pos.items()})
     rescore = _rescorer(cfg["rescore_with"], device)
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
@@ -290,6 +313,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     n_negs = [len(g["neg"]) for g in train_groups]
     stats = {
         "first_stage": cfg["first_stage"],
+        **({"hybrid_fusion": stage.fusion_stats} if stage.fusion_stats else {}),
         "window": f"ranks {range_min + 1}..{range_max} (1-based)",
         "queries": len(train_qrels) - len(synthetic),
         "groups": len(train_groups),

@@ -124,8 +124,8 @@ _SECURITY = {"trust_remote_code": False, "allow_pickle": False}
 
 def set_security(security: dict) -> None:
     """Called once per stage with params["security"]."""
-    _SECURITY["trust_remote_code"] = bool(security.get("trust_remote_code", False))
-    _SECURITY["allow_pickle"] = bool(security.get("allow_pickle", False))
+    _SECURITY["trust_remote_code"] = bool(security["trust_remote_code"])
+    _SECURITY["allow_pickle"] = bool(security["allow_pickle"])
 
 
 def trust_remote_code() -> bool:

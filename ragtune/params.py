@@ -167,6 +167,8 @@ class Mine(Section):
     relative_margin: Num = Field(0.05, ge=0.0, le=1.0)
     random_negatives: int = Field(0, ge=0, le=200)
     rrf_k: int = Field(60, ge=1)
+    fusion: Literal["rrf", "wsum"] = "rrf"
+    fusion_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     val_depth: int = Field(20, ge=1)
     rescore_with: Optional[str] = None
     rescore_threshold: Num = Field(0.5, ge=0.0, le=1.0)

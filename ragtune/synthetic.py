@@ -69,7 +69,11 @@ def synthesize(corpus: Mapping[str, Mapping[str, str]], held_out: Iterable[str],
         return {}, stats
     passages = {d: doc_text(doc) for d, doc in corpus.items()}
     # The LLM generator stops at max_queries: ask for a little more than n, as some are dropped.
-    gen_cfg = {**dict(ingest), "max_queries": 2 * n}
+    # Only the generator's keys: mine's dvc.yaml params list exactly these (ingest.llm read only for llm).
+    gen_cfg = {"generator": ingest["generator"], "queries_per_chunk": ingest["queries_per_chunk"],
+               "max_queries": 2 * n}
+    if gen_cfg["generator"] == "llm":
+        gen_cfg["llm"] = ingest["llm"]
     gen_stats: dict[str, Any] = {}
     rest, candidates = generate(passages, gen_cfg, seed, stats=gen_stats)
     stats["generated"] = len(candidates)

@@ -131,3 +131,15 @@ def test_cross_encoder_rescoring(tiny_model):
     (g,), _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=0.0))  # everything above 0
     assert stats["rescore_filtered"] == 6 and stats["random_negatives_topup"] == 3
     assert not set(negs(g)) & {"pos", "near", "ab", "ac", "bc", "a", "b", "c"}
+
+
+def test_hybrid_wsum_picks_the_bm25_weight_on_val(tiny_model, tmp_path):
+    emb = dict(defaults()["embedder"], base=tiny_model, max_seq_length=32, encode_batch_size=4)
+    c = cfg(first_stage="hybrid", fusion="wsum", fusion_grid=[1.0, 0.0], range_min=1, range_max=10,
+            num_negatives=4, relative_margin=0.0, val_depth=10)
+    (g,), _, stats = run(c, train={"q": {"pos": 1}}, embedder=emb, device="cpu", cache_dir=tmp_path)
+    fusion = stats["hybrid_fusion"]
+    assert set(fusion["val_ndcg@10_by_bm25_weight"]) == {"1", "0"} and fusion["bm25_weight"] in (1.0, 0.0)
+    assert max(fusion["val_ndcg@10_by_bm25_weight"].values()) == fusion["val_ndcg@10_by_bm25_weight"][
+        f"{fusion['bm25_weight']:g}"]
+    assert len(g["neg"]) == 4

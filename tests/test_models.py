@@ -32,7 +32,7 @@ class CustomForSequenceClassification(BertForSequenceClassification):
 @pytest.fixture(autouse=True)
 def _default_security():
     yield
-    models.set_security({})  # tests below change the process-wide setting
+    models.set_security(_security())  # tests below change the process-wide setting
 
 
 def _copy(tiny_model: str, dst: Path) -> Path:
