@@ -47,7 +47,7 @@ class _FirstStage:
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
                  cache_dir: str | Path | None, index: str, fusion: str = "rrf", fusion_grid: tuple = (),
-                 val_qrels: Qrels | None = None):
+                 val_qrels: Qrels | None = None, doc_embeddings: np.ndarray | None = None):
         self.kind = kind
         self.fusion_stats: dict[str, Any] = {}
         self.run: Run = {}
@@ -65,9 +65,9 @@ class _FirstStage:
         if kind in ("dense", "hybrid"):
             from .embeddings import encode_corpus, encode_queries
             doc_ids = list(corpus)
-            doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
-                                    batch_size=embedder["encode_batch_size"],
-                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir)
+            doc_emb = doc_embeddings if doc_embeddings is not None else encode_corpus(
+                embedder["base"], [doc_text(corpus[d]) for d in doc_ids], batch_size=embedder["encode_batch_size"],
+                max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir)
             qids = list(queries)
             q_emb = encode_queries(embedder["base"], [queries[q] for q in qids],
                                    batch_size=embedder["encode_batch_size"],
@@ -181,9 +181,32 @@ def _teacher(stage: _FirstStage, rescore, qid: str, query: str, docs: list[str],
     return [round((stage.score(qid, d) - lo) / span, 6) for d in docs]
 
 
-def _consistent(ranking: list[str], docid: str, k: int) -> bool:
-    """Round-trip consistency (InPars, Promptagator): the first stage finds the source passage in its top k."""
-    return docid in ranking[:k]
+def _consistent(corpus: Mapping[str, Mapping[str, str]], synthetic: Mapping[str, Mapping[str, str]], k: int,
+                main: _FirstStage, **stage_kw: Any) -> set[str]:
+    """Round-trip consistency (InPars, Promptagator): the synthetic queries whose source passage the first
+    stage ranks in its top k. The source passage is searched as the student sees it (`pos_text`: for
+    inverse cloze, without the query sentence), or the sentence itself would find it trivially; the other
+    documents' embeddings are the main first stage's, so only changed passages are encoded again."""
+    if not synthetic:
+        return set()
+    cloze = dict(corpus)
+    for s in synthetic.values():
+        if s["pos_text"] != doc_text(corpus[s["docid"]]):
+            cloze[s["docid"]] = {"title": "", "text": s["pos_text"]}
+    doc_emb = None
+    if main._dense is not None:
+        from .embeddings import encode_corpus
+
+        pos, doc_emb = main._dense[0], main._dense[1].copy()
+        changed = sorted(d for d in cloze if cloze[d] is not corpus[d])
+        if changed:
+            emb = stage_kw["embedder"]
+            doc_emb[[pos[d] for d in changed]] = encode_corpus(
+                emb["base"], [doc_text(cloze[d]) for d in changed], batch_size=emb["encode_batch_size"],
+                max_seq_length=emb["max_seq_length"], device=stage_kw["device"], cache_dir=stage_kw["cache_dir"])
+    queries = {q: s["text"] for q, s in synthetic.items()}
+    stage = _FirstStage(main.kind, cloze, queries, k, doc_embeddings=doc_emb, **stage_kw)
+    return {q for q, s in synthetic.items() if s["docid"] in stage.run[q]}
 
 
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
@@ -212,7 +235,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     val_skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
     val_pos = _positives(val_qrels, corpus, queries, "val", val_skipped)
     if not train_pos:
-        raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine")
+        raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine "
+                        "(with no labelled train queries, set synthetic.queries to train on generated ones)")
     # Negatives are distinct non-positive documents: a corpus that small cannot fill a group.
     most_pos = max(len(p) for p in train_pos.values())
     if num_neg + n_random > len(corpus) - most_pos:
@@ -232,6 +256,9 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
                         embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
                         fusion=cfg["fusion"], fusion_grid=tuple(cfg["fusion_grid"]),
                         val_qrels={q: {d: 1 for d in p} for q, p in val_pos.items()})
+    # rrf fusion here: wsum's weight needs val queries, and this is a filter, not a ranking to train on.
+    consistent = _consistent(corpus, synthetic, consistency_k, stage, rrf_k=cfg["rrf_k"], embedder=embedder,
+                             device=device, cache_dir=cache_dir, index=cfg["index"])
     rescore = _rescorer(cfg["rescore_with"], device)
     doc_ids = sorted(corpus)
     text = {}  # doc_text cache: positives recur across groups
@@ -250,7 +277,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     real_groups = 0
     for qid, pos in train_pos.items():
         ranking = [d for d, _ in ranked(stage.run[qid])]
-        if qid in synthetic and not _consistent(ranking, synthetic[qid]["docid"], consistency_k):
+        if qid in synthetic and qid not in consistent:
             c["synthetic_inconsistent"] += 1
             continue
         real_groups += qid not in synthetic

@@ -75,6 +75,24 @@ def test_inconsistent_synthetic_queries_are_dropped_and_teacher_scores_written()
     assert len(syn["neg_scores"]) == len(syn["neg"]) == 2
 
 
+def test_consistency_searches_the_passage_without_the_query_sentence(tiny_model, tmp_path):
+    # The query's words are only in the sentence cut out of d3: found in the full corpus, not in the
+    # passage the student sees, so it is not consistent (the full text would make the check trivial).
+    cut = {"synthetic-0": {"text": "Volcano ash layers dated with argon isotopes", "docid": "d3",
+                           "pos_text": "field notes: samples from the northern crater"}}
+    for first_stage in ("bm25", "hybrid"):
+        cfg = params(tiny_model)["mine"]
+        cfg.update(first_stage=first_stage)
+        emb = dict(params(tiny_model)["embedder"], max_seq_length=32, encode_batch_size=8)
+        train, _, stats = mine(CORPUS, QUERIES, {"t1": {"d0": 1}}, {"v1": {"d3": 1}}, cfg, seed=0,
+                               synthetic=cut, consistency_k=1, embedder=emb, device="cpu", cache_dir=tmp_path)
+        assert stats["synthetic_inconsistent"] == 1 and stats["groups_synthetic"] == 0, first_stage
+    kept = {"synthetic-0": dict(cut["synthetic-0"], pos_text="argon isotopes in volcano ash, field notes")}
+    _, _, stats = mine(CORPUS, QUERIES, {"t1": {"d0": 1}}, {"v1": {"d3": 1}}, params(tiny_model)["mine"],
+                       seed=0, synthetic=kept, consistency_k=1)
+    assert stats["groups_synthetic"] == 1
+
+
 def _prepared(tmp_path):
     raw, prep = tmp_path / "corpus.jsonl", tmp_path / "prepared"
     write_corpus(raw, CORPUS)
