@@ -40,14 +40,12 @@ def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stat
 def _synthetic(params: dict, corpus: dict, queries: dict, prepared_dir: str) -> tuple[dict, dict]:
     """params["synthetic"]["queries"] generated queries, none a near-duplicate of a val or test query."""
     n = params["synthetic"]["queries"]
-    if n == 0:
-        return {}, {"generated": 0, "near_duplicate_of_val_or_test": 0, "kept": 0}
-    clash = next((q for q in queries if q.startswith(SYNTHETIC_PREFIX)), None)
+    clash = next((q for q in queries if q.startswith(SYNTHETIC_PREFIX)), None) if n else None
     if clash:
         raise UserError(f"{Path(prepared_dir) / 'queries.jsonl'}: query id '{clash}' starts with "
                         f"'{SYNTHETIC_PREFIX}', which synthetic.queries uses; rename it or set synthetic.queries: 0")
     held_out = []
-    for split in ("val", "test"):
+    for split in ("val", "test") if n else ():
         path = Path(prepared_dir) / "qrels" / f"{split}.tsv"
         if path.is_file():
             held_out += [query_text(queries[q]) for q in read_qrels(path)[0] if q in queries]
