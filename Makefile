@@ -53,7 +53,9 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench scifact --train-queries all
+	$(PY) -m bench scifact --train-queries 100
+	$(PY) -m bench scifact --train-queries 0
 
 clean-cache:
 	rm -rf .cache/embeddings checkpoints

@@ -1,7 +1,14 @@
 """ragtune side by side with the sentence-transformers and FlagEmbedding recipes on SciFact.
 
     python -m bench scifact [--data ../shared/data/scifact] [--work bench/work/scifact] [--fresh]
-                            [--only ragtune,st,flag,encode]
+                            [--only ragtune,st,flag,encode] [--train-queries all|100|0]
+
+--train-queries N keeps a seeded subsample of N training queries (ragtune's prepare.train_queries; val
+and test unchanged) and turns on the few-label settings of bench/scifact.yaml (`few_labels:`, e.g.
+synthetic queries); 0 = the corpus only. The recipes train on the same subsample (they read ragtune's
+split); with 0 they have nothing to train on and are skipped. Each setting works in <work>/train-<N>.
+Besides the dated report, bench/results/scifact-summary.json gets this setting's row (see
+bench.scifact_report.update_summary); `make bench` runs all three settings.
 
 Steps (each resumable: a finished step's result is kept in the work folder and reused unless --fresh):
 1. ragtune   clone HEAD, write params.yaml from bench/scifact.yaml (+ the data path), run every stage
@@ -28,11 +35,13 @@ import click
 import yaml
 
 from .machine import describe, git_commit
+from .scifact_report import SETTINGS, update_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "bench" / "scifact.yaml"
 STEPS = ("ragtune", "st", "flag", "encode")
 METRICS = ("nDCG@10", "MRR@10", "R@100")
+SUMMARY = ROOT / "bench" / "results" / "scifact-summary.json"
 
 
 def measured(cmd: list[str], cwd: Path, env: dict, log_path: Path) -> dict:
@@ -53,7 +62,9 @@ def measured(cmd: list[str], cwd: Path, env: dict, log_path: Path) -> dict:
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-def ragtune_params(config: dict, data: Path) -> dict:
+def ragtune_params(config: dict, data: Path, train_queries: int | None = None) -> dict:
+    """params.yaml for the run: the budget, bench/scifact.yaml's `ragtune:` section, and with
+    `train_queries` (a subsample) its `few_labels:` section on top."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     budget = config["budget"]
     params.update(seed=config["seed"], epochs=budget["epochs"])
@@ -64,6 +75,10 @@ def ragtune_params(config: dict, data: Path) -> dict:
             params.setdefault(section, {}).update(values)
         else:
             params[section] = values
+    if train_queries is not None:
+        for section, values in config.get("few_labels", {}).items():
+            params.setdefault(section, {}).update(values)
+        params.setdefault("prepare", {})["train_queries"] = train_queries
     params["ingest"]["path"] = str(data)
     return params
 
@@ -72,12 +87,13 @@ def stage_names(project: Path) -> list[str]:
     return list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
 
 
-def run_ragtune(work: Path, data: Path, config: dict, env: dict) -> dict:
+def run_ragtune(work: Path, data: Path, config: dict, env: dict, train_queries: int | None = None) -> dict:
     project = work / "ragtune"
     if project.exists():
         shutil.rmtree(project)
     subprocess.run(["git", "clone", "-q", str(ROOT), str(project)], check=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(ragtune_params(config, data), sort_keys=False))
+    params = ragtune_params(config, data, train_queries)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(env, PYTHONPATH=str(project), HF_HOME=str(project / ".cache" / "huggingface"))
     log_path = work / "ragtune.log"
     stages = {}
@@ -88,7 +104,8 @@ def run_ragtune(work: Path, data: Path, config: dict, env: dict) -> dict:
     eval_json = json.loads((project / "metrics" / "eval.json").read_text())
     splits = json.loads((project / "metrics" / "splits.json").read_text())
     return {"stages": stages, "noop_repro_seconds": noop["wall_seconds"], "eval": eval_json,
-            "splits": splits, "params": ragtune_params(config, data),
+            "splits": splits, "params": params,
+            "mining": json.loads((project / "metrics" / "mining.json").read_text()),
             "train_embedder": json.loads((project / "metrics" / "train_embedder.json").read_text()),
             "train_reranker": json.loads((project / "metrics" / "train_reranker.json").read_text()),
             "rerank_alpha": json.loads((project / "metrics" / "rerank_alpha.json").read_text())}
@@ -130,7 +147,9 @@ def model_path(name: str) -> str:
               show_default=True, help="where the runs happen (not in git)")
 @click.option("--only", default=",".join(STEPS), show_default=True, help="comma-separated steps to run")
 @click.option("--fresh", is_flag=True, help="rerun steps whose results are already in --work")
-def main(data: Path, work: Path, only: str, fresh: bool) -> None:
+@click.option("--train-queries", "setting", type=click.Choice(SETTINGS), default="all", show_default=True,
+              help="training queries: all of SciFact train, a seeded subsample of 100, or 0 (corpus only)")
+def main(data: Path, work: Path, only: str, fresh: bool, setting: str) -> None:
     if not (data / "corpus.jsonl").is_file():
         sys.exit(f"error: {data}: no corpus.jsonl; pass --data with the BEIR SciFact folder")
     config = yaml.safe_load(CONFIG.read_text())
@@ -138,6 +157,10 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
     unknown = set(wanted) - set(STEPS)
     if unknown:
         sys.exit(f"error: --only: unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS)}")
+    train_queries = None if setting == "all" else int(setting)
+    if train_queries == 0:  # the recipes need labelled training queries
+        wanted = [s for s in wanted if s not in ("st", "flag")]
+    work = work / f"train-{setting}"
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                HF_HOME=str(ROOT / ".cache" / "huggingface"), TOKENIZERS_PARALLELISM="false")
@@ -151,7 +174,7 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             print(f"== {step}", flush=True)
             load = [round(x, 2) for x in os.getloadavg()]  # other jobs on the machine inflate wall times
             if step == "ragtune":
-                result = run_ragtune(work, data.resolve(), config, env)
+                result = run_ragtune(work, data.resolve(), config, env, train_queries)
             elif step == "encode":
                 result = run_encode(work, config, env)
             else:
@@ -162,18 +185,29 @@ def main(data: Path, work: Path, only: str, fresh: bool) -> None:
             saved.write_text(json.dumps(result, indent=2) + "\n")
         if saved.is_file():
             results[step] = json.loads(saved.read_text())
-    write_report(results, config, machine, work)
+    write_report(results, config, machine, work, setting)
+    write_summary(SUMMARY, setting, results, machine["git_commit"])
 
 
-def write_report(results: dict, config: dict, machine: dict, work: Path) -> None:
+def write_summary(path: Path, setting: str, results: dict, commit: str) -> dict:
+    """Put this setting's row into the summary file (rewritten whole, atomically)."""
+    from ragtune.io import write_json
+
+    old = json.loads(path.read_text()) if path.is_file() else None
+    doc = update_summary(old, setting, results, commit)
+    write_json(path, doc)
+    return doc
+
+
+def write_report(results: dict, config: dict, machine: dict, work: Path, setting: str = "all") -> None:
     from .scifact_report import render
 
     date = datetime.date.today().isoformat()
-    out = ROOT / "bench" / "results" / date
+    out = ROOT / "bench" / "results" / (date if setting == "all" else f"{date}-train-{setting}")
     doc = {"date": date, "machine": machine, "config": config, "results": results}
     ragtune_report = work / "ragtune" / "metrics" / "report.md"
     if "ragtune" in results and ragtune_report.is_file():  # its significance tests, kept beside the results
-        doc["ragtune_report"] = f"{date}-ragtune-report.md"
+        doc["ragtune_report"] = f"{out.name}-ragtune-report.md"
         shutil.copyfile(ragtune_report, out.parent / doc["ragtune_report"])
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     text = render(doc)

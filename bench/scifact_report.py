@@ -70,8 +70,9 @@ def cost(results: dict) -> list[str]:
         queries, epochs = rag["splits"]["train"]["queries"], rag["params"]["epochs"]
         for stage in ("train_embedder", "train_reranker"):
             cpu = rag["stages"][stage]["cpu_seconds"]
+            per_1k = f"{cpu / (queries / 1000) / epochs:.0f}" if queries else "- (no real queries)"
             lines.append(f"| ragtune {stage} (whole stage, incl. val scoring) | {queries} | {epochs} | {cpu:.0f} | "
-                         f"{cpu / (queries / 1000) / epochs:.0f} |")
+                         f"{per_1k} |")
     for step, label in RECIPES.items():
         if step in results:
             r = results[step]
@@ -135,3 +136,61 @@ def render(doc: dict) -> str:
                      f"(ratio {e['ragtune_vs_bare']}; embeddings differ by at most {e['max_abs_diff']:.1e}).")
     lines += ["", "## Cost", "", *cost(results), ""]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- machine-readable summary
+
+SUMMARY_RECIPES = {"st": "sentence-transformers", "flag": "flagembedding"}
+SETTINGS = ("all", "100", "0")
+
+
+def summary_setting(results: dict) -> dict:
+    """One setting's row of bench/results/scifact-summary.json: test nDCG@10 per system (names as in
+    metrics/eval.json, `reranker-alone:<first stage>` for the pure fine-tuned reranker, `recipe:<name>`)
+    and wall seconds per step (ragtune's stage names, the recipes' names)."""
+    ndcg, wall = {}, {}
+    rag = results.get("ragtune")
+    if rag:
+        ndcg.update({system: m["nDCG@10"] for system, m in rag["eval"].items()})
+        alone = rag.get("rerank_alpha", {}).get("finetuned", {}).get("test_ndcg@10_reranker_alone", {})
+        ndcg.update({f"reranker-alone:{first}": v for first, v in alone.items()})
+        wall.update({stage: u["wall_seconds"] for stage, u in rag["stages"].items()})
+    for step, name in SUMMARY_RECIPES.items():
+        if step in results:
+            ndcg[f"recipe:{name}"] = results[step]["test"]["nDCG@10"]
+            wall[name] = results[step]["process"]["wall_seconds"]
+    queries = rag["splits"]["train"]["queries"] if rag else None
+    return {"train_queries": queries, "ndcg@10": ndcg, "wall_seconds": wall}
+
+
+def same_work_ratio(results: dict) -> float | None:
+    """ragtune's mine + train_embedder wall time over the sentence-transformers recipe's mine + train."""
+    if "ragtune" not in results or "st" not in results:
+        return None
+    stages = results["ragtune"]["stages"]
+    ours = sum(stages[s]["wall_seconds"] for s in ("mine", "train_embedder") if s in stages)
+    theirs = results["st"]["steps"]["mine"] + results["st"]["steps"]["train"]
+    return round(ours / theirs, 3) if theirs else None
+
+
+def update_summary(old: dict | None, setting: str, results: dict, commit: str) -> dict:
+    """The summary with `setting` replaced by this run's; the top-level ratio and pipeline wall time come
+    from the "all" setting (the full train split, the issue's bound). A setting run at another commit
+    is kept, and its commit recorded, so a mixed summary says so."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting {setting!r}: expected one of {SETTINGS}")
+    doc = {"commit": commit, "settings": {}, "same_work_ratio_vs_sentence_transformers": None,
+           "pipeline_wall_seconds": None}
+    if old:
+        doc["settings"] = {k: v for k, v in old.get("settings", {}).items() if k in SETTINGS}
+        for key in ("same_work_ratio_vs_sentence_transformers", "pipeline_wall_seconds"):
+            doc[key] = old.get(key)
+    row = summary_setting(results)
+    row["commit"] = commit
+    doc["settings"][setting] = row
+    if setting == "all":
+        doc["same_work_ratio_vs_sentence_transformers"] = same_work_ratio(results)
+        stages = results.get("ragtune", {}).get("stages", {})
+        doc["pipeline_wall_seconds"] = round(sum(u["wall_seconds"] for u in stages.values()), 1) if stages else None
+    doc["settings"] = {k: doc["settings"][k] for k in SETTINGS if k in doc["settings"]}
+    return doc

@@ -42,7 +42,7 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
                      val_qrels: dict, paths: dict, device: str, cache_dir: Path) -> tuple[dict, dict]:
     """Return ({split: {first_stage: run}}, val nDCG@10 of each dense model)."""
     from .metrics import evaluate_run
-    from .retrieval import BM25Index, dense_search, rrf
+    from .retrieval import BM25Index, dense_search, pick_wsum, rrf, wsum
 
     cfg, emb = params["evaluate"], params["embedder"]
     wanted = cfg["first_stages"]
@@ -61,10 +61,17 @@ def first_stage_runs(params: dict, corpus: dict, split_queries: dict[str, dict[s
     val_scores = {name: evaluate_run(runs["val"][name], val_qrels, cfg)[0]["nDCG@10"] for name in dense_names}
     if "hybrid" in wanted:
         best = max(dense_names, key=lambda n: (val_scores[n], -dense_names.index(n)))
-        log.info("hybrid = RRF(bm25, %s): best dense model on val (nDCG@10 %s)", best,
+        log.info("hybrid = %s(bm25, %s): best dense model on val (nDCG@10 %s)", cfg["fusion"], best,
                  {n: round(v, 4) for n, v in val_scores.items()})
+        if cfg["fusion"] == "wsum":
+            w, by_w = pick_wsum(runs["val"]["bm25"], runs["val"][best],
+                                lambda run: evaluate_run(run, val_qrels, cfg)[0]["nDCG@10"], cfg["fusion_grid"], k)
+            log.info("hybrid: BM25 weight %g picked on val (nDCG@10 by weight %s)", w, by_w)
+            val_scores["hybrid_bm25_weight"], val_scores["hybrid_val_ndcg@10_by_weight"] = w, by_w
         for split in split_queries:
-            runs[split]["hybrid"] = rrf([runs[split]["bm25"], runs[split][best]], k=cfg["rrf_k"], depth=k)
+            pair = [runs[split]["bm25"], runs[split][best]]
+            runs[split]["hybrid"] = (wsum(pair, [w, 1.0 - w], depth=k) if cfg["fusion"] == "wsum"
+                                     else rrf(pair, k=cfg["rrf_k"], depth=k))
         val_scores["hybrid_dense"] = best
     for split in runs:
         runs[split] = {n: r for n, r in runs[split].items() if n in wanted}
@@ -104,6 +111,10 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
         log.info("rerank:%s: interpolation alpha %s", reranker, alphas[reranker])
         reranked = rerank_split(runs["test"], split_queries["test"], alphas[reranker]["alpha"])
         test_runs.update({system_name(first, reranker): run for first, run in reranked.items()})
+        # Reported, never chosen on: the pure reranker (alpha 1) over each first stage; scores are cached.
+        alone = rerank_split(runs["test"], split_queries["test"], 1.0)
+        alphas[reranker]["test_ndcg@10_reranker_alone"] = {
+            first: round(evaluate_run(run, qrels["test"], cfg)[0]["nDCG@10"], 4) for first, run in alone.items()}
     if "none" not in cfg["rerankers"]:
         test_runs = {s: r for s, r in test_runs.items() if "rerank:" in s}
     given = _given_candidates(params, corpus, split_queries["test"], qrels["test"], paths, rerankers, device,
@@ -122,7 +133,9 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; rerank depth "
              f"{cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
-             f"(best dense model on val)."]
+             f"(best dense model on val) by "
+             + (f"weighted sum, BM25 weight {val_scores['hybrid_bm25_weight']:g} picked on val."
+                if "hybrid_bm25_weight" in val_scores else "RRF.")]
     notes += [f"rerank:{r} scores are interpolated with the first stage's: alpha = {a['alpha']} reranker share "
               f"({'picked on val' if 'val_ndcg@10_by_alpha' in a else 'set in params'}; 1 = pure reranker)."
               for r, a in alphas.items()]

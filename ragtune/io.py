@@ -404,9 +404,17 @@ def doc_text(doc: dict[str, str]) -> str:
     return f"{title} {doc['text']}".strip() if title else doc["text"]
 
 
+# Teacher scores in groups (ragtune.mining) lie on [0, 1]; a listwise student softmaxes them at this
+# temperature, so a score gap of 0.1 is a factor e between two passages (T = 1 would be near uniform).
+TEACHER_TEMPERATURE = 0.1
+DISTILL_LOSSES = ("margin_mse", "distill_kl")  # embedder.loss values that learn from teacher scores
+
+
 def read_groups(path: str | Path) -> list[dict]:
-    """Training groups in FlagEmbedding's jsonl {"query", "pos": [..], "neg": [..]}; bad lines raise
-    UserError. Repeated texts are dropped, and so is a negative with the text of its own positive."""
+    """Training groups in FlagEmbedding's jsonl {"query", "pos": [..], "neg": [..]}, with its optional
+    distillation fields "pos_scores" / "neg_scores" (a teacher's score per text; kept only when both are
+    given); bad lines raise UserError. Repeated texts are dropped, and so is a negative with the text of
+    its own positive."""
     path = Path(path)
     groups = []
     clashes = 0
@@ -414,19 +422,28 @@ def read_groups(path: str | Path) -> list[dict]:
         query = obj.get("query")
         if not isinstance(query, str) or not query.strip():
             raise located(path, lineno, "expected a non-empty string", "query")
-        texts = {}
+        texts: dict[str, dict[str, float | None]] = {}
         for field in ("pos", "neg"):
             value = obj.get(field, [] if field == "neg" else None)
             if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
                 raise located(path, lineno, "expected a list of non-empty strings", field)
-            texts[field] = list(dict.fromkeys(value))  # repeated texts add nothing
+            scores = obj.get(f"{field}_scores")
+            if scores is not None and (not isinstance(scores, list) or len(scores) != len(value) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores)):
+                raise located(path, lineno, f"expected a list of numbers, one per '{field}' text", f"{field}_scores")
+            texts[field] = {}
+            for i, t in enumerate(value):  # repeated texts add nothing: the first one and its score count
+                texts[field].setdefault(t, None if scores is None else float(scores[i]))
         if not texts["pos"]:
             raise located(path, lineno, "no positives", "pos")
         # A "negative" with the text of a positive (duplicate passages) would teach the model nonsense.
-        pos = set(texts["pos"])
-        negs = [t for t in texts["neg"] if t not in pos]
+        negs = [t for t in texts["neg"] if t not in texts["pos"]]
         clashes += len(texts["neg"]) - len(negs)
-        groups.append({"query": query, "pos": texts["pos"], "neg": negs})
+        group = {"query": query, "pos": list(texts["pos"]), "neg": negs}
+        if "pos_scores" in obj and "neg_scores" in obj:
+            group["pos_scores"] = list(texts["pos"].values())
+            group["neg_scores"] = [texts["neg"][t] for t in negs]
+        groups.append(group)
     if not groups:
         raise UserError(f"{path}: no groups")
     if clashes:

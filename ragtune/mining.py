@@ -39,7 +39,9 @@ import numpy as np
 
 from .errors import UserError
 from .io import Qrels, Run, doc_text
-from .retrieval import BM25Index, DenseIndex, query_text, ranked, rrf
+from .retrieval import BM25Index, DenseIndex, pick_wsum, query_text, ranked, rrf, wsum
+
+NDCG10 = {"ndcg_cutoffs": [10]}  # ragtune.metrics cutoffs: nDCG@10 only
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,11 @@ class _FirstStage:
 
     def __init__(self, kind: str, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
                  depth: int, *, rrf_k: int, embedder: Mapping[str, Any] | None, device: str,
-                 cache_dir: str | Path | None, index: str, language: str, security: Mapping[str, bool]):
+                 cache_dir: str | Path | None, index: str, language: str, security: Mapping[str, bool],
+                 fusion: str = "rrf", fusion_grid: tuple = (), val_qrels: Qrels | None = None,
+                 doc_embeddings: np.ndarray | None = None):
         self.kind = kind
+        self.fusion_stats: dict[str, Any] = {}
         self.run: Run = {}
         # Scores of documents outside `run` (positives, random negatives) come from these.
         self._bm25: BM25Index | None = None
@@ -66,10 +71,9 @@ class _FirstStage:
         if kind in ("dense", "hybrid"):
             from .embeddings import encode_corpus, encode_queries
             doc_ids = list(corpus)
-            doc_emb = encode_corpus(embedder["base"], [doc_text(corpus[d]) for d in doc_ids],
-                                    batch_size=embedder["encode_batch_size"],
-                                    max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir,
-                                    security=security)
+            doc_emb = doc_embeddings if doc_embeddings is not None else encode_corpus(
+                embedder["base"], [doc_text(corpus[d]) for d in doc_ids], batch_size=embedder["encode_batch_size"],
+                max_seq_length=embedder["max_seq_length"], device=device, cache_dir=cache_dir, security=security)
             qids = list(queries)
             q_emb = encode_queries(embedder["base"], [queries[q] for q in qids],
                                    batch_size=embedder["encode_batch_size"],
@@ -77,9 +81,26 @@ class _FirstStage:
             self._dense = ({d: i for i, d in enumerate(doc_ids)}, doc_emb, dict(zip(qids, q_emb)))
             runs.append(DenseIndex(doc_emb, doc_ids, index).search(q_emb, qids, sub_depth))
         if kind == "hybrid":
-            self._fused = rrf(runs, k=rrf_k, depth=sub_depth)
+            self._fused = self._fuse(runs, fusion, rrf_k, sub_depth, fusion_grid, val_qrels)
             runs = [self._fused]
         self.run = {qid: dict(ranked(runs[0].get(qid, {}))[:depth]) for qid in queries}
+
+    def _fuse(self, runs: list[Run], fusion: str, rrf_k: int, depth: int, grid: tuple,
+              val_qrels: Qrels | None) -> Run:
+        """RRF, or wsum with the BM25 weight picked on the val queries (0.5 without val queries)."""
+        if fusion == "rrf":
+            return rrf(runs, k=rrf_k, depth=depth)
+        from .metrics import evaluate_run
+
+        w = 0.5
+        if val_qrels:
+            val = [{q: r[q] for q in val_qrels if q in r} for r in runs]
+            w, by_w = pick_wsum(val[0], val[1], lambda run: evaluate_run(run, val_qrels, NDCG10)[0]["nDCG@10"],
+                                grid, depth)
+            self.fusion_stats["val_ndcg@10_by_bm25_weight"] = by_w
+            log.info("mine hybrid: BM25 weight %g picked on val (%s)", w, by_w)
+        self.fusion_stats["bm25_weight"] = w
+        return wsum(runs, [w, 1.0 - w], depth)
 
     def score(self, qid: str, docid: str) -> float:
         """The first stage's score for any document (hybrid: its fused score, 0 if in neither list)."""
@@ -152,19 +173,67 @@ def _random_docs(rng: random.Random, doc_ids: list[str], n: int, exclude: set[st
     return chosen
 
 
+def _teacher(stage: _FirstStage, rescore, qid: str, query: str, docs: list[str], texts: list[str]) -> list[float]:
+    """Teacher scores for (query, doc) pairs: the cross-encoder's sigmoid when `mine.rescore_with` names
+    one, else the first stage's score min-max normalized over the query's first-stage list (1 = its top,
+    0 = the last kept; a random document may fall below 0), so BM25, cosine and RRF share one scale."""
+    if rescore is not None:
+        return [round(s, 6) for s in rescore(query, texts)]
+    listed = list(stage.run[qid].values())
+    lo, hi = (min(listed), max(listed)) if listed else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    return [round((stage.score(qid, d) - lo) / span, 6) for d in docs]
+
+
+def _consistent(corpus: Mapping[str, Mapping[str, str]], synthetic: Mapping[str, Mapping[str, str]], k: int,
+                main: _FirstStage, **stage_kw: Any) -> set[str]:
+    """Round-trip consistency (InPars, Promptagator): the synthetic queries whose source passage the first
+    stage ranks in its top k. The source passage is searched as the student sees it (`pos_text`: for
+    inverse cloze, without the query sentence), or the sentence itself would find it trivially; the other
+    documents' embeddings are the main first stage's, so only changed passages are encoded again."""
+    if not synthetic:
+        return set()
+    cloze = dict(corpus)
+    for s in synthetic.values():
+        if s["pos_text"] != doc_text(corpus[s["docid"]]):
+            cloze[s["docid"]] = {"title": "", "text": s["pos_text"]}
+    doc_emb = None
+    if main._dense is not None:
+        from .embeddings import encode_corpus
+
+        pos, doc_emb = main._dense[0], main._dense[1].copy()
+        changed = sorted(d for d in cloze if cloze[d] is not corpus[d])
+        if changed:
+            emb = stage_kw["embedder"]
+            doc_emb[[pos[d] for d in changed]] = encode_corpus(
+                emb["base"], [doc_text(cloze[d]) for d in changed], batch_size=emb["encode_batch_size"],
+                max_seq_length=emb["max_seq_length"], device=stage_kw["device"], cache_dir=stage_kw["cache_dir"],
+                security=stage_kw["security"])
+    queries = {q: s["text"] for q, s in synthetic.items()}
+    stage = _FirstStage(main.kind, cloze, queries, k, doc_embeddings=doc_emb, **stage_kw)
+    return {q for q, s in synthetic.items() if s["docid"] in stage.run[q]}
+
+
 def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], train_qrels: Qrels,
          val_qrels: Qrels, cfg: Mapping[str, Any], *, seed: int, embedder: Mapping[str, Any] | None = None,
          device: str = "auto", cache_dir: str | Path | None = None, language: str = "en",
-         security: Mapping[str, bool]) -> tuple[list[dict], list[dict], dict[str, Any]]:
+         security: Mapping[str, bool], synthetic: Mapping[str, Mapping[str, str]] | None = None,
+         consistency_k: int = 10) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Mine training groups for train queries and reranking-style groups for val queries.
 
     cfg is params["mine"]; embedder is params["embedder"] (base, max_seq_length, encode_batch_size), needed
     for dense and hybrid mining; language is params["language"] (BM25's words); security is
-    params["security"]. Returns (train_groups,
-    val_groups, stats); groups are {"query", "pos", "neg", "pos_scores", "neg_scores"} with first-stage
-    scores. Same inputs and seed -> same groups.
+    params["security"]. `synthetic` ({qid: {"text", "docid", "pos_text"}}, ragtune.synthetic) adds
+    generated training queries: one kept only when its source passage is in the first stage's top
+    `consistency_k`, its positive text is `pos_text`. Returns (train_groups, val_groups, stats); groups are
+    FlagEmbedding's {"query", "pos", "neg", "pos_scores", "neg_scores"}, the scores the teacher's (see
+    `_teacher`), for distillation. Same inputs and seed -> same groups.
     """
     start = time.perf_counter()
+    synthetic = synthetic or {}
+    if synthetic:
+        queries = {**queries, **{q: s["text"] for q, s in synthetic.items()}}
+        train_qrels = {**train_qrels, **{q: {s["docid"]: 1} for q, s in synthetic.items()}}
     skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
     train_pos = _positives(train_qrels, corpus, queries, "train", skipped)
     val_skipped = {"query_text_missing": 0, "positives_not_in_corpus": 0, "no_positive": 0}
@@ -175,16 +244,21 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     max_pos = max(len(p) for p in [*train_pos.values(), *val_pos.values()])
     qtexts = {qid: query_text(queries[qid]) for qid in [*train_pos, *val_pos]}
     depth = max(cfg["range_max"], cfg["val_depth"]) + max_pos
-    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, rrf_k=cfg["rrf_k"],
-                        embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
-                        language=language, security=security)
+    stage_kw = dict(rrf_k=cfg["rrf_k"], embedder=embedder, device=device, cache_dir=cache_dir, index=cfg["index"],
+                    language=language, security=security)
+    stage = _FirstStage(cfg["first_stage"], corpus, qtexts, depth, fusion=cfg["fusion"],
+                        fusion_grid=tuple(cfg["fusion_grid"]),
+                        val_qrels={q: {d: 1 for d in p} for q, p in val_pos.items()}, **stage_kw)
+    # rrf fusion here: wsum's weight needs val queries, and this is a filter, not a ranking to train on.
+    consistent = _consistent(corpus, synthetic, consistency_k, stage, **stage_kw)
     given = {qid: [d for d, rel in train_qrels[qid].items() if rel <= 0 and d in corpus]
              if cfg["given_negatives"] != "ignore" else [] for qid in train_pos}
-    miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device, security), given)
-    train_groups = [miner.train_group(qid, pos) for qid, pos in train_pos.items()]
+    miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device, security), given,
+                   synthetic=synthetic, consistent=consistent)
+    train_groups = [g for qid, pos in train_pos.items() if (g := miner.train_group(qid, pos)) is not None]
     val_groups = [miner.val_group(qid, pos) for qid, pos in val_pos.items()]
-    stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels), n_val=len(val_qrels),
-                   skipped=skipped, language=language)
+    stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels) - len(synthetic),
+                   n_val=len(val_qrels), skipped=skipped, language=language)
     log.info("mined %d train groups (%.1f negatives each, %d queries short) and %d val groups in %.1f s",
              len(train_groups), stats["negatives_per_group_mean"], miner.counts["queries_short"],
              len(val_groups), time.perf_counter() - start)
@@ -194,7 +268,8 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
 def _check_sizes(cfg: Mapping[str, Any], corpus: Mapping, train_pos: dict, val_pos: dict) -> None:
     num_neg, n_random = cfg["num_negatives"], cfg["random_negatives"]
     if not train_pos:
-        raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine")
+        raise UserError("train qrels: no query with a positive document in the corpus; nothing to mine "
+                        "(with no labelled train queries, set synthetic.queries to train on generated ones)")
     # Negatives are distinct non-positive documents: a corpus that small cannot fill a group.
     most_pos = max(len(p) for p in train_pos.values())
     if num_neg + n_random > len(corpus) - most_pos:
@@ -211,28 +286,34 @@ class _Miner:
     """Builds one query's group at a time from the first stage's ranking, counting what it filtered."""
 
     def __init__(self, corpus: Mapping, stage: _FirstStage, qtexts: dict[str, str], cfg: Mapping[str, Any],
-                 seed: int, rescore, given: dict[str, list[str]]):
+                 seed: int, rescore, given: dict[str, list[str]], *, synthetic: Mapping[str, Mapping[str, str]],
+                 consistent: set[str]):
         self.corpus, self.stage, self.qtexts, self.cfg, self.seed, self.rescore = (
             corpus, stage, qtexts, cfg, seed, rescore)
         self.given = given  # judged non-relevant docs per train query (mine.given_negatives)
+        self.synthetic, self.consistent = synthetic, consistent
+        self.real_groups = 0
         self.doc_ids = sorted(corpus)
         self._text: dict[str, str] = {}  # doc_text cache: positives recur across groups
         self.chosen_ranks: list[int] = []
         self.recalls: list[float] = []
         self.counts = {"window_candidates": 0, "positives_in_window": 0, "margin_filtered": 0,
                        "rescore_filtered": 0, "queries_short": 0, "random_topup": 0, "random_extra": 0,
-                       "queries_without_hard_negatives": 0, "given": 0}
+                       "queries_without_hard_negatives": 0, "given": 0, "synthetic_inconsistent": 0}
 
     def text(self, d: str) -> str:
         if d not in self._text:
             self._text[d] = doc_text(self.corpus[d])
         return self._text[d]
 
-    def _group(self, qid: str, pos: list[str], neg: list[str], pos_scores: list[float] | None = None) -> dict:
-        score = self.stage.score
-        return {"query": self.qtexts[qid], "pos": [self.text(d) for d in pos], "neg": [self.text(d) for d in neg],
-                "pos_scores": pos_scores if pos_scores is not None else [score(qid, d) for d in pos],
-                "neg_scores": [score(qid, d) for d in neg]}
+    def _group(self, qid: str, pos: list[str], neg: list[str], rescore=None) -> dict:
+        """FlagEmbedding's group, with the teacher's scores; a synthetic query's positive is its pos_text."""
+        pos_texts = [self.synthetic[qid]["pos_text"]] if qid in self.synthetic else [self.text(d) for d in pos]
+        neg_texts = [self.text(d) for d in neg]
+        scores = _teacher(self.stage, rescore, qid, self.qtexts[qid], pos + neg,
+                          pos_texts + neg_texts if rescore is not None else [])
+        return {"query": self.qtexts[qid], "pos": pos_texts, "neg": neg_texts,
+                "pos_scores": scores[:len(pos)], "neg_scores": scores[len(pos):]}
 
     def _candidates(self, qid: str, ranking: list[str], pos_set: set[str], threshold: float,
                     skip: set[str]) -> list[tuple]:
@@ -266,8 +347,13 @@ class _Miner:
             i += len(chunk)
         return kept
 
-    def train_group(self, qid: str, pos: list[str]) -> dict:
+    def train_group(self, qid: str, pos: list[str]) -> dict | None:
+        """The query's training group; None for a synthetic query whose passage the first stage misses."""
         cfg, c = self.cfg, self.counts
+        if qid in self.synthetic and qid not in self.consistent:
+            c["synthetic_inconsistent"] += 1
+            return None
+        self.real_groups += qid not in self.synthetic
         num_neg, n_random, range_max = cfg["num_negatives"], cfg["random_negatives"], cfg["range_max"]
         ranking = [d for d, _ in ranked(self.stage.run[qid])]
         pos_set = set(pos)
@@ -295,7 +381,7 @@ class _Miner:
             extra = _random_docs(rng, self.doc_ids, n_random, exclude | set(neg))
             c["random_extra"] += len(extra)
             neg += extra
-        return self._group(qid, pos, neg, pos_scores)
+        return self._group(qid, pos, neg, self.rescore)
 
     def val_group(self, qid: str, pos: list[str]) -> dict:
         pos_set = set(pos)
@@ -310,9 +396,16 @@ def _stats(cfg: Mapping[str, Any], miner: _Miner, train_groups: list[dict], val_
     return {
         "first_stage": cfg["first_stage"],
         "language": language,
+        **({"hybrid_fusion": miner.stage.fusion_stats} if miner.stage.fusion_stats else {}),
         "window": f"ranks {cfg['range_min'] + 1}..{cfg['range_max']} (1-based)",
         "queries": n_train,
         "groups": len(train_groups),
+        "groups_real": miner.real_groups,
+        "groups_synthetic": len(train_groups) - miner.real_groups,
+        "synthetic_queries": len(miner.synthetic),
+        "synthetic_inconsistent": c["synthetic_inconsistent"],
+        "teacher": f"cross-encoder {cfg['rescore_with']}" if miner.rescore is not None
+        else f"first stage ({cfg['first_stage']}, min-max normalized)",
         "val_queries": n_val,
         "val_groups": len(val_groups),
         "skipped_train_queries": skipped,

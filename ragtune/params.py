@@ -168,6 +168,7 @@ class Prepare(Section):
     test_fraction: Num = Field(0.2, ge=0.0, le=0.9)
     group_by: Optional[str] = None
     test_split: Optional[str] = None
+    train_queries: Optional[Annotated[int, Field(ge=0)]] = None
 
     @model_validator(mode="after")
     def _fractions_leave_train(self) -> Prepare:
@@ -184,6 +185,8 @@ class Mine(Section):
     relative_margin: Num = Field(0.05, ge=0.0, le=1.0)
     random_negatives: int = Field(0, ge=0, le=200)
     rrf_k: int = Field(60, ge=1)
+    fusion: Literal["rrf", "wsum"] = "rrf"
+    fusion_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     val_depth: int = Field(20, ge=1)
     rescore_with: Optional[str] = None
     rescore_threshold: Num = Field(0.5, ge=0.0, le=1.0)
@@ -198,13 +201,18 @@ class Mine(Section):
         return self
 
 
+class Synthetic(Section):
+    queries: int = Field(0, ge=0)
+    top_k: int = Field(10, ge=1)
+
+
 class Embedder(Section):
     base: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_seq_length: int = Field(128, ge=8, le=8192)
     batch_size: int = Field(32, ge=2)
     lr: Num = Field(5e-5, ge=0.0, le=1.0)
     warmup: Num = Field(0.1, ge=0.0, le=1.0)
-    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    loss: Literal["mnrl", "cached_mnrl", "margin_mse", "distill_kl"] = "mnrl"
     mini_batch_size: int = Field(16, ge=1)
     matryoshka_dims: Optional[list[Annotated[int, Field(ge=1)]]] = []
     num_negatives: int = Field(1, ge=0, le=50)
@@ -223,6 +231,7 @@ class Reranker(Section):
     random_negatives: int = Field(2, ge=0)
     eval_steps: int = Field(0, ge=0)
     val_negatives: int = Field(9, ge=1)
+    distill_weight: Num = Field(0.0, ge=0.0)
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -243,6 +252,8 @@ class Evaluate(Section):
     alpha_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     retrieve_depth: int = Field(100, ge=1)
     rrf_k: int = Field(60, ge=1)
+    fusion: Literal["rrf", "wsum"] = "rrf"
+    fusion_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     batch_size: int = Field(64, ge=1)
     ndcg_cutoffs: Cutoffs = [1, 3, 5, 10, 100]
     mrr_cutoffs: Cutoffs = [1, 10, 100]
@@ -268,6 +279,7 @@ class Params(Section):
     ingest: Ingest = Field(default_factory=Ingest)
     prepare: Prepare = Field(default_factory=Prepare)
     mine: Mine = Field(default_factory=Mine)
+    synthetic: Synthetic = Field(default_factory=Synthetic)
     embedder: Embedder = Field(default_factory=Embedder)
     reranker: Reranker = Field(default_factory=Reranker)
     merge: Merge = Field(default_factory=Merge)

@@ -128,7 +128,8 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
     return out
 
 
-def _minmax(values: dict[str, float]) -> dict[str, float]:
+def minmax(values: dict[str, float]) -> dict[str, float]:
+    """Scores mapped onto [0, 1] per query (all equal: 0); also used by ragtune.retrieval.wsum."""
     lo, hi = min(values.values()), max(values.values())
     span = hi - lo
     return {d: (v - lo) / span if span > 0 else 0.0 for d, v in values.items()}
@@ -154,8 +155,8 @@ def interpolate(first_stage_run: Run, rerank_run: Run, alpha: float, *, depth: i
         if not top:
             out[qid] = dict(first)
             continue
-        f = _minmax({d: first[d] for d in top})
-        r = _minmax({d: reranked[d] for d in top})
+        f = minmax({d: first[d] for d in top})
+        r = minmax({d: reranked[d] for d in top})
         scores = {d: alpha * r[d] + (1.0 - alpha) * f[d] for d in top}
         top_set = set(top)
         rest = [d for d in ranked if d not in top_set]

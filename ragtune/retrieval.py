@@ -4,7 +4,9 @@
   `BM25Index(corpus, language).search(queries, k)`.
 - Dense (sentence-transformers embeddings, FAISS inner product on L2-normalised vectors = cosine):
   `DenseIndex(embeddings, doc_ids).search(query_embeddings, qids, k)` or `dense_search`.
-- Fusion: `rrf(runs)`, reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009).
+- Fusion: `rrf(runs)`, reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009), or
+  `wsum(runs, weights)`, a convex combination of per-query min-max normalized scores (ranx's "wsum"
+  method with "min-max" norm; Bassani, ranx.fuse, ECIR 2022), its weight picked on val by `pick_wsum`.
 
 Documents are seen as `ragtune.io.doc_text(doc)` (title + text) by every retriever. Queries may be given
 as plain strings or as read_queries' {"text": ..., "metadata": ...} objects.
@@ -23,6 +25,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import Run, doc_text
+from .rerank import minmax
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +242,23 @@ def rrf(runs: Sequence[Run], k: int = 60, depth: int = 100) -> Run:
             for rank, (docid, _) in enumerate(ranked(docs)[:depth], start=1):
                 acc[docid] = acc.get(docid, 0.0) + 1.0 / (k + rank)
     return {qid: dict(ranked(docs)) for qid, docs in fused.items()}
+
+
+def wsum(runs: Sequence[Run], weights: Sequence[float], depth: int = 100) -> Run:
+    """sum_i weights[i] * minmax(run_i's top `depth`); a document missing from a run gets 0 from it."""
+    fused: Run = {}
+    for run, w in zip(runs, weights):
+        for qid, docs in run.items():
+            acc = fused.setdefault(qid, {})
+            top = dict(ranked(docs)[:depth])
+            for docid, v in (minmax(top).items() if top else ()):
+                acc[docid] = acc.get(docid, 0.0) + w * v
+    return {qid: dict(ranked(docs)[:depth]) for qid, docs in fused.items()}
+
+
+def pick_wsum(bm25: Run, dense: Run, score, grid: Sequence[float], depth: int) -> tuple[float, dict[str, float]]:
+    """The BM25 weight w of wsum([bm25, dense], [w, 1 - w]) with the best `score(run)` (val nDCG@10);
+    ties go to the first grid value. Returns (w, {w: score})."""
+    scores = {f"{w:g}": round(score(wsum([bm25, dense], [w, 1.0 - w], depth)), 4) for w in grid}
+    best = max(grid, key=lambda w: (scores[f"{w:g}"], -list(grid).index(w)))
+    return float(best), scores

@@ -169,6 +169,13 @@ def split_queries(queries: dict[str, dict[str, Any]], qrels_by_split: dict[str, 
         raise UserError("no judged queries with a positive score: nothing to split")
 
     _drop_leaks(splits, queries, corpus, stats)
+    limit = cfg["train_queries"]
+    if limit is not None and limit < len(splits["train"]):
+        # A seeded subsample of what train would be, after val and test are fixed: the same val and
+        # test whatever the limit, so settings with fewer labels are compared on the same questions.
+        keep = set(random.Random(f"{seed}:train_queries").sample(sorted(splits["train"]), limit))
+        stats["train_queries_before_limit"] = len(splits["train"])
+        splits["train"] = {q: d for q, d in splits["train"].items() if q in keep}
 
     for s in SPLITS:
         qs = splits[s]

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import distributed
 from .embeddings import val_evaluator, val_samples
 from .errors import UserError
-from .io import atomic_output, read_groups
+from .io import DISTILL_LOSSES, TEACHER_TEMPERATURE, atomic_output, read_groups
 from .tracking import open_live, quiet_progress, step_callback
 from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
 
@@ -30,8 +30,10 @@ VAL_NAME = "val"
 METRIC = f"eval_{VAL_NAME}_ndcg@10"  # the key the trainer logs for the evaluator's nDCG@10
 
 
-def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Columns anchor, positive, negative_1..n: one row per (query, positive).
+def build_rows(groups: list[dict], num_negatives: int, labels: bool = False
+               ) -> tuple[dict[str, list], dict[str, int]]:
+    """Columns anchor, positive, negative_1..n: one row per (query, positive); with `labels`, also
+    "label" = the teacher's scores of [positive, negative_1..n] (groups' pos_scores / neg_scores).
 
     A group with fewer negatives than `num_negatives` reuses its own negatives cyclically (still hard,
     still from the right query); a group with none cannot fill the columns and its rows are dropped.
@@ -40,6 +42,8 @@ def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[s
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     for j in range(1, num_negatives + 1):
         columns[f"negative_{j}"] = []
+    if labels:
+        columns["label"] = []
     counts = {"rows": 0, "rows_padded": 0, "rows_dropped_no_negatives": 0, "groups_dropped_no_negatives": 0}
     for group in groups:
         negs = group["neg"]
@@ -50,8 +54,11 @@ def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[s
         for k, pos in enumerate(group["pos"]):
             columns["anchor"].append(group["query"])
             columns["positive"].append(pos)
-            for j in range(num_negatives):
-                columns[f"negative_{j + 1}"].append(negs[(k * num_negatives + j) % len(negs)])
+            picks = [(k * num_negatives + j) % len(negs) for j in range(num_negatives)]
+            for j, i in enumerate(picks):
+                columns[f"negative_{j + 1}"].append(negs[i])
+            if labels:
+                columns["label"].append([group["pos_scores"][k]] + [group["neg_scores"][i] for i in picks])
             counts["rows"] += 1
             if num_negatives > len(negs):
                 counts["rows_padded"] += 1
@@ -61,13 +68,24 @@ def build_rows(groups: list[dict], num_negatives: int) -> tuple[dict[str, list[s
 def _make_loss(model, cfg: dict, gather: bool = False):
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
+        DistillKLDivLoss,
+        MarginMSELoss,
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
+    from sentence_transformers.util import pairwise_cos_sim
 
     # gather: with N processes, every query also meets the other processes' passages as in-batch
     # negatives, as one process with an N x batch_size batch would.
-    if cfg["loss"] == "cached_mnrl":
+    if cfg["loss"] == "margin_mse":
+        # GPL: student cosine margins regress onto the teacher's (both on about a [0, 1] scale).
+        loss = MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+    elif cfg["loss"] == "distill_kl":
+        # Listwise: the student's softmax over [pos, negatives] (cosine / 0.05, MNRL's scale 20) toward
+        # the teacher's softmax at TEACHER_TEMPERATURE.
+        loss = DistillKLDivLoss(model, similarity_fct=pairwise_cos_sim, student_temperature=0.05,
+                                teacher_temperature=TEACHER_TEMPERATURE)
+    elif cfg["loss"] == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg["mini_batch_size"],
                                                   gather_across_devices=gather)
     else:
@@ -98,7 +116,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     # Read and check the data before the ~10 s library import and the model load.
-    train_groups, columns, counts, samples = _read_data(train_path, val_path, cfg["num_negatives"])
+    train_groups, columns, counts, samples = _read_data(train_path, val_path, cfg)
     from .models import seed_everything
 
     seed_everything(seed)
@@ -142,11 +160,19 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     return stats
 
 
-def _read_data(train_path: Path, val_path: Path, num_negatives: int):
+def _read_data(train_path: Path, val_path: Path, cfg: dict):
     """(train groups, train columns, row counts, val samples), or a UserError naming the file."""
     train_groups = read_groups(train_path)
     val_groups = read_groups(val_path)
-    columns, counts = build_rows(train_groups, num_negatives)
+    num_negatives = cfg["num_negatives"]
+    distill = cfg["loss"] in DISTILL_LOSSES
+    if distill and not num_negatives:
+        raise UserError(f"params.yaml: embedder.num_negatives: embedder.loss {cfg['loss']} compares the "
+                        f"positive with negatives; set it to 1 or more")
+    if distill and not all("pos_scores" in g for g in train_groups):
+        raise UserError(f"{train_path}: embedder.loss {cfg['loss']} needs teacher scores (pos_scores and "
+                        f"neg_scores) in every group; the mine stage writes them")
+    columns, counts = build_rows(train_groups, num_negatives, labels=distill)
     if counts["rows"] == 0:
         raise UserError(f"{train_path}: no training rows: every group lacks negatives "
                         f"(embedder.num_negatives is {num_negatives})")

@@ -28,6 +28,7 @@ from typing import Any
 from . import distributed
 from .errors import UserError
 from .io import atomic_output, read_json, write_json
+from .io import TEACHER_TEMPERATURE
 from .io import read_groups as io_read_groups
 from .rerank import val_ndcg
 from .tracking import open_live, quiet_progress, step_callback
@@ -110,6 +111,23 @@ def sample_group(group: dict[str, Any], pool: list[str], group_size: int, n_rand
     return [pos] + negs
 
 
+def teacher_scores(group: dict[str, Any], texts: list[str]) -> list[float]:
+    """The group's teacher score of each sampled text; a random passage from another group gets the
+    group's lowest score (it ranks below every mined candidate)."""
+    known = dict(zip(group["neg"], group["neg_scores"])) | dict(zip(group["pos"], group["pos_scores"]))
+    floor = min(known.values())
+    return [known.get(t, floor) for t in texts]
+
+
+def distill_loss(grouped_logits, teacher, weight: float):
+    """FlagEmbedding's distillation term: cross-entropy of the student's listwise softmax against the
+    teacher's softmax (scores on [0, 1], at TEACHER_TEMPERATURE), times `weight`."""
+    import torch
+
+    targets = torch.softmax(teacher.view_as(grouped_logits).to(grouped_logits) / TEACHER_TEMPERATURE, dim=-1)
+    return -weight * torch.mean(torch.sum(torch.log_softmax(grouped_logits, dim=-1) * targets, dim=-1))
+
+
 # ---------------------------------------------------------------- FlagEmbedding glue (lazy imports)
 
 
@@ -126,9 +144,9 @@ def _flag_classes():
     class GroupedCrossEncoder(CrossEncoderModel):
         """FlagEmbedding's model with the listwise loss grouped by group size, not by batch size."""
 
-        def __init__(self, base_model, tokenizer, group_size: int):
+        def __init__(self, base_model, tokenizer, group_size: int, distill_weight: float = 0.0):
             super().__init__(base_model, tokenizer=tokenizer, train_batch_size=1)
-            self.group_size = group_size
+            self.group_size, self.distill_weight = group_size, distill_weight
 
         def forward(self, pair=None, teacher_scores=None):
             logits = self.encode(pair)
@@ -137,18 +155,21 @@ def _flag_classes():
                 grouped = logits.view(-1, self.group_size)
                 target = torch.zeros(grouped.size(0), device=grouped.device, dtype=torch.long)
                 loss = self.compute_loss(grouped, target)
+                if teacher_scores is not None and self.distill_weight > 0:
+                    loss = loss + distill_loss(grouped, torch.as_tensor(teacher_scores), self.distill_weight)
             return RerankerOutput(loss=loss, scores=logits)
 
     class GroupDataset(AbsRerankerTrainDataset):
         """FlagEmbedding's dataset over in-memory groups with seeded hard + random negative mixing."""
 
-        def __init__(self, args, tokenizer, groups, group_size: int, n_random: int, seed: int):
+        def __init__(self, args, tokenizer, groups, group_size: int, n_random: int, seed: int,
+                     distill: bool = False):
             # Not calling super().__init__: it reads files through a `datasets` cache we don't want.
             self.args, self.tokenizer = args, tokenizer
             self.max_length = args.query_max_len + args.passage_max_len
             self.dataset = groups
             self.pool = text_pool(groups)
-            self.group_size, self.n_random, self.seed = group_size, n_random, seed
+            self.group_size, self.n_random, self.seed, self.distill = group_size, n_random, seed, distill
             self.epoch = 0
 
         def __getitem__(self, item):
@@ -156,7 +177,8 @@ def _flag_classes():
             rng = random.Random(f"{self.seed}:{self.epoch}:{item}")
             group = self.dataset[item]
             texts = sample_group(group, self.pool, self.group_size, self.n_random, rng)
-            return [self.create_one_example(group["query"], t) for t in texts], None
+            scores = teacher_scores(group, texts) if self.distill else None
+            return [self.create_one_example(group["query"], t) for t in texts], scores
 
     from .models import FirstStepTrains
 
@@ -275,6 +297,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "max_length": max_length,
         "lr": cfg["lr"],
         "lora": cfg["lora"],
+        "distill_weight": cfg["distill_weight"],
         "val_ndcg@10_after": history[-1]["ndcg@10"],
         **clock.stats(),
     })
@@ -332,7 +355,12 @@ def _data(train_groups: list[dict], train_path: Path, tokenizer, cfg: dict, max_
     data_args = AbsRerankerDataArguments(train_data=[str(train_path)], train_group_size=cfg["group_size"],
                                          query_max_len=query_max_len,
                                          passage_max_len=max_length - query_max_len)
-    dataset = GroupDataset(data_args, tokenizer, train_groups, cfg["group_size"], cfg["random_negatives"], seed)
+    distill = cfg["distill_weight"] > 0
+    if distill and not all("pos_scores" in g for g in train_groups):
+        raise UserError(f"{train_path}: reranker.distill_weight needs teacher scores (pos_scores and "
+                        f"neg_scores) in every group; the mine stage writes them")
+    dataset = GroupDataset(data_args, tokenizer, train_groups, cfg["group_size"], cfg["random_negatives"], seed,
+                           distill)
     collator = AbsRerankerCollator(tokenizer=tokenizer, query_max_len=data_args.query_max_len,
                                    passage_max_len=data_args.passage_max_len, padding=True, return_tensors="pt")
     return dataset, collator
@@ -345,7 +373,7 @@ def _trainer(hf_model, tokenizer, dataset, collator, n_groups: int, cfg: dict, c
 
     world = distributed.world_size()
     GroupedCrossEncoder, _, Trainer = _flag_classes()
-    model = GroupedCrossEncoder(hf_model, tokenizer, cfg["group_size"])
+    model = GroupedCrossEncoder(hf_model, tokenizer, cfg["group_size"], cfg["distill_weight"])
 
     # batch_size is per process; the trainer deals the batches out to the processes in turn and pads the
     # last round with batches from the start, so every process takes the same number of steps.

@@ -39,3 +39,20 @@ def test_report_warnings_for_a_small_val_split_and_a_model_that_is_its_base(tiny
     weights[key] = weights[key] + 1e-3
     save_file(weights, str(tmp_path / "embedder" / "model.safetensors"), metadata={"format": "pt"})
     assert _warnings(params, paths, n_val=20) == []
+
+
+def test_hybrid_wsum_weight_is_picked_on_val(tiny_model, tmp_path):
+    from ragtune.evaluate import first_stage_runs
+    from ragtune.params import defaults
+
+    words = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach"]
+    corpus = {f"d{i}": {"title": "", "text": f"{w} orchard notes {i}"} for i, w in enumerate(words)}
+    split_queries = {"val": {"v": "apple orchard"}, "test": {"t": "mango orchard"}}
+    params = defaults()
+    params["evaluate"].update(first_stages=["bm25", "dense:base", "hybrid"], fusion="wsum",
+                              fusion_grid=[1.0, 0.5], retrieve_depth=5)
+    paths = {n: tiny_model for n in ("dense:base", "dense:finetuned", "dense:merged")}
+    runs, val = first_stage_runs(params, corpus, split_queries, {"v": {"d0": 1}}, paths, "cpu", tmp_path)
+    # BM25 alone finds d0 first, so weight 1.0 is at least as good on val; ties go to the first value.
+    assert val["hybrid_bm25_weight"] == 1.0 and set(val["hybrid_val_ndcg@10_by_weight"]) == {"1", "0.5"}
+    assert list(runs["test"]["hybrid"]["t"])[0] == "d5"

@@ -118,8 +118,16 @@ def test_dense_and_hybrid_mining(tiny_model, tmp_path, first_stage):
 
 
 def test_cross_encoder_rescoring(tiny_model):
+    def texts(groups):
+        return [(g["query"], g["pos"], g["neg"]) for g in groups]
+
     base = run(cfg())
-    assert run(cfg(rescore_with=tiny_model, rescore_threshold=1.0))[0] == base[0]  # nothing above 1
+    kept, _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=1.0))  # nothing above 1
+    assert texts(kept) == texts(base[0])
+    # The cross-encoder is the teacher: its sigmoid scores, not the first stage's, label the pairs.
+    assert stats["teacher"].startswith("cross-encoder")
+    assert all(0.0 <= s <= 1.0 for s in kept[0]["pos_scores"] + kept[0]["neg_scores"])
+    assert kept[0]["neg_scores"] != base[0][0]["neg_scores"]
     (g,), _, stats = run(cfg(rescore_with=tiny_model, rescore_threshold=0.0))  # everything above 0
     assert stats["rescore_filtered"] == 6 and stats["random_negatives_topup"] == 3
     assert not set(negs(g)) & {"pos", "near", "ab", "ac", "bc", "a", "b", "c"}
@@ -143,3 +151,15 @@ def test_given_negatives_come_first_then_the_window_tops_up():
     # the near-duplicate "near" is never dropped by the margin when it is judged non-relevant
     (g,), _, _ = run(cfg(given_negatives="first"), train={"q": {"pos": 1, "near": 0}})
     assert negs(g)[0] == "near"
+
+
+def test_hybrid_wsum_picks_the_bm25_weight_on_val(tiny_model, tmp_path):
+    emb = dict(defaults()["embedder"], base=tiny_model, max_seq_length=32, encode_batch_size=4)
+    c = cfg(first_stage="hybrid", fusion="wsum", fusion_grid=[1.0, 0.0], range_min=1, range_max=10,
+            num_negatives=4, relative_margin=0.0, val_depth=10)
+    (g,), _, stats = run(c, train={"q": {"pos": 1}}, embedder=emb, device="cpu", cache_dir=tmp_path)
+    fusion = stats["hybrid_fusion"]
+    assert set(fusion["val_ndcg@10_by_bm25_weight"]) == {"1", "0"} and fusion["bm25_weight"] in (1.0, 0.0)
+    assert max(fusion["val_ndcg@10_by_bm25_weight"].values()) == fusion["val_ndcg@10_by_bm25_weight"][
+        f"{fusion['bm25_weight']:g}"]
+    assert len(g["neg"]) == 4

@@ -102,3 +102,18 @@ def test_dense_search_with_tiny_model(tiny_model, tmp_path):
     scores = list(run["q"].values())
     assert scores == sorted(scores, reverse=True) and all(-1.0001 <= s <= 1.0001 for s in scores)
     assert len(list(tmp_path.glob("*.npy"))) == 1  # corpus embeddings cached
+
+
+def test_wsum_is_a_convex_combination_of_minmax_scores_and_its_weight_is_picked_on_val():
+    from ragtune.retrieval import pick_wsum, wsum
+
+    bm25 = {"q": {"a": 10.0, "b": 5.0, "c": 0.0}}
+    dense = {"q": {"c": 0.9, "d": 0.8, "b": 0.4}}
+    fused = wsum([bm25, dense], [0.5, 0.5])
+    assert fused["q"] == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.4})
+    assert list(wsum([bm25, dense], [1.0, 0.0])["q"])[:3] == ["a", "b", "c"]
+    # Val says d is relevant: only a dense-heavy weight ranks it in the top 3... and the grid picks it.
+    def score(run):
+        return 1.0 if "d" in list(run["q"])[:3] else 0.0
+    w, by_w = pick_wsum(bm25, dense, score, [1.0, 0.8, 0.0], depth=100)
+    assert w == 0.0 and by_w == {"1": 0.0, "0.8": 0.0, "0": 1.0}

@@ -135,3 +135,15 @@ def test_requested_split_that_does_not_exist_is_an_error():
         split_queries(queries, given, dict(CFG, test_split="dev"), seed=0)
     with pytest.raises(UserError, match=r"prepare.test_split: 'all' holds every query"):
         split_queries(queries, {"all": _qrels(["q0"])}, dict(CFG, test_split="all"), seed=0)
+
+
+def test_train_queries_subsamples_train_only_seeded():
+    queries = _queries(100)
+    full, _ = split_queries(queries, {"all": _qrels(queries)}, CFG, seed=1)
+    few, stats = split_queries(queries, {"all": _qrels(queries)}, dict(CFG, train_queries=7), seed=1)
+    assert len(few["train"]) == 7 and set(few["train"]) <= set(full["train"])
+    assert few["val"] == full["val"] and few["test"] == full["test"]  # the same questions to compare on
+    assert stats["train_queries_before_limit"] == 70 and stats["train"]["queries"] == 7
+    assert split_queries(queries, {"all": _qrels(queries)}, dict(CFG, train_queries=7), seed=1)[0] == few
+    none, _ = split_queries(queries, {"all": _qrels(queries)}, dict(CFG, train_queries=0), seed=1)
+    assert none["train"] == {} and none["test"] == full["test"]

@@ -194,3 +194,27 @@ def test_the_first_step_trains(tiny_model, data, tmp_path):
     base, tuned = _weights(tiny_model), _weights(tmp_path / "out")
     changed = [k for k in tuned if k in base and not (tuned[k] == base[k]).all()]
     assert changed, "the saved model is the base model: step 1 did not train"
+
+
+def test_build_rows_labels_are_the_teacher_scores_of_the_chosen_texts():
+    groups = [{"query": "q1", "pos": ["p1", "p2"], "neg": ["n1", "n2", "n3"],
+               "pos_scores": [1.0, 0.9], "neg_scores": [0.5, 0.4, 0.3]}]
+    cols, _ = build_rows(groups, 2, labels=True)
+    assert cols["negative_1"] == ["n1", "n3"] and cols["negative_2"] == ["n2", "n1"]
+    assert cols["label"] == [[1.0, 0.5, 0.4], [0.9, 0.3, 0.5]]
+
+
+@pytest.mark.parametrize("loss", ["margin_mse", "distill_kl"])
+def test_distillation_losses_learn_from_teacher_scores(tiny_model, tmp_path, loss):
+    groups = _groups(12)
+    for g in groups:  # teacher: positives high, the second negative lower than the first
+        g["pos_scores"], g["neg_scores"] = [1.0] * len(g["pos"]), [0.6, 0.2]
+    write_jsonl(tmp_path / "train.jsonl", groups)
+    write_jsonl(tmp_path / "val.jsonl", _groups(6, offset=3))
+    data = {"train_path": tmp_path / "train.jsonl", "val_path": tmp_path / "val.jsonl"}
+    stats = _run(tiny_model, data, tmp_path, cfg=_cfg(loss=loss, num_negatives=2))
+    assert stats["loss"] == loss and stats["train_rows"] == 16
+    # Groups without teacher scores: one line before any model loads.
+    with pytest.raises(UserError, match="needs teacher scores"):
+        _run(tiny_model, {**data, "train_path": tmp_path / "val.jsonl"}, tmp_path, name="bad",
+             cfg=_cfg(loss=loss))

@@ -10,8 +10,10 @@ from ragtune.io import write_jsonl
 from ragtune.models import is_trained_reranker
 from ragtune.params import defaults
 from ragtune.train_reranker import (
+    distill_loss,
     read_groups,
     sample_group,
+    teacher_scores,
     text_pool,
     train_reranker,
 )
@@ -203,3 +205,31 @@ def test_the_first_step_trains(tiny, data, tmp_path):
     start = load_file(str(tmp_path / "ckpt-out" / "start" / "model.safetensors"))
     tuned = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert [k for k in tuned if not (tuned[k] == start[k]).all()], "step 1 did not train"
+
+
+def test_teacher_scores_follow_the_sampled_texts():
+    g = {"query": "q", "pos": ["p"], "neg": ["n1", "n2"], "pos_scores": [1.0], "neg_scores": [0.7, 0.2]}
+    assert teacher_scores(g, ["p", "n2", "other group's passage", "n1"]) == [1.0, 0.2, 0.2, 0.7]
+
+
+def test_distill_loss_pulls_toward_the_teachers_order():
+    import torch
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    agree, disagree = torch.tensor([1.0, 0.5, 0.0]), torch.tensor([0.0, 0.5, 1.0])
+    assert distill_loss(logits, agree, 1.0) < distill_loss(logits, disagree, 1.0)
+    assert distill_loss(logits, agree, 0.0) == 0
+
+
+def test_reranker_distills_from_teacher_scores(tiny, tmp_path):
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    groups = _groups(TOPICS * 2, 0)
+    for g in groups:
+        g["pos_scores"], g["neg_scores"] = [1.0], [0.8, 0.6, 0.4, 0.2, 0.0]
+    write_jsonl(train, groups)
+    write_jsonl(val, _groups(TOPICS[:8], 1))
+    plain = _train(tiny, (train, val), tmp_path, name="plain", live=False)
+    distilled = _train(tiny, (train, val), tmp_path, name="kd", live=False, distill_weight=1.0)
+    assert distilled["distill_weight"] == 1.0 and distilled["train_loss"] != plain["train_loss"]
+    with pytest.raises(UserError, match="needs teacher scores"):
+        _train(tiny, (val, val), tmp_path, name="bad", live=False, distill_weight=1.0)
