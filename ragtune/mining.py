@@ -181,7 +181,9 @@ def _teacher(stage: _FirstStage, rescore, qid: str, query: str, docs: list[str],
         return [round(s, 6) for s in rescore(query, texts)]
     listed = list(stage.run[qid].values())
     lo, hi = (min(listed), max(listed)) if listed else (0.0, 1.0)
-    span = (hi - lo) or 1.0
+    if hi == lo:  # one document listed (or all tied): it is the top, 1
+        lo = hi - 1.0
+    span = hi - lo
     return [round((stage.score(qid, d) - lo) / span, 6) for d in docs]
 
 

@@ -6,6 +6,8 @@ from ragtune.mining import mine
 from ragtune.params import defaults
 from ragtune.synthetic import HeldOut, synthesize
 
+SECURITY = defaults()["security"]
+
 TOPICS = ["apple", "banana", "cherry", "volcano", "glacier", "harbor", "violin", "tractor", "comet", "parrot",
           "cactus", "lantern"]
 
@@ -65,7 +67,7 @@ def test_inconsistent_synthetic_queries_are_dropped_and_teacher_scores_written()
                  # its source passage is not what the first stage finds: inconsistent, dropped
                  "synthetic-1": {"text": "violin specimens catalogued", "docid": "d0", "pos_text": "apple rest"}}
     train, _, stats = mine(CORPUS, QUERIES, {"t1": {"d0": 1}}, {"v1": {"d3": 1}}, cfg, seed=0,
-                           synthetic=synthetic, consistency_k=1)
+                           synthetic=synthetic, consistency_k=1, security=SECURITY)
     assert stats["groups_real"] == 1 and stats["groups_synthetic"] == 1 and stats["synthetic_inconsistent"] == 1
     assert stats["queries"] == 1 and stats["teacher"].startswith("first stage (bm25")
     syn = next(g for g in train if g["query"] == "banana specimens catalogued")
@@ -85,11 +87,12 @@ def test_consistency_searches_the_passage_without_the_query_sentence(tiny_model,
         cfg.update(first_stage=first_stage)
         emb = dict(params(tiny_model)["embedder"], max_seq_length=32, encode_batch_size=8)
         train, _, stats = mine(CORPUS, QUERIES, {"t1": {"d0": 1}}, {"v1": {"d3": 1}}, cfg, seed=0,
-                               synthetic=cut, consistency_k=1, embedder=emb, device="cpu", cache_dir=tmp_path)
+                               synthetic=cut, consistency_k=1, embedder=emb, device="cpu", cache_dir=tmp_path,
+                               security=SECURITY)
         assert stats["synthetic_inconsistent"] == 1 and stats["groups_synthetic"] == 0, first_stage
     kept = {"synthetic-0": dict(cut["synthetic-0"], pos_text="argon isotopes in volcano ash, field notes")}
     _, _, stats = mine(CORPUS, QUERIES, {"t1": {"d0": 1}}, {"v1": {"d3": 1}}, params(tiny_model)["mine"],
-                       seed=0, synthetic=kept, consistency_k=1)
+                       seed=0, synthetic=kept, consistency_k=1, security=SECURITY)
     assert stats["groups_synthetic"] == 1
 
 
