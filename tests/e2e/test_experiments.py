@@ -259,8 +259,13 @@ def test_readme_experiment_commands(repo):
     changed = exp(EXPERIMENTS[3]).stdout
     screen = [line[:120] for line in changed.splitlines()]
     assert "…" not in changed, changed
-    assert re.search(r"\bepochs\s", screen[1] + " ") and re.search(r"\bnDCG@10\.\S+", screen[1]), changed
-    assert any(re.search(rf"\[{names[0]}\] .*\d\.\d+ .* 2(\s|$)", line) for line in screen), changed
+    # The headline columns show when the experiment moved them (on the tiny random model two epochs may
+    # leave every headline number as it was; then --only-changed rightly hides them).
+    moved = len({json.dumps(r["metrics"], sort_keys=True) for r in exp_rows(repo)}) > 1
+    assert re.search(r"\bepochs\s", screen[1] + " "), changed
+    assert bool(re.search(r"\bnDCG@10\.\S+", screen[1])) == moved, changed
+    value = r"\d\.\d+ .* " if moved else ""
+    assert any(re.search(rf"\[{names[0]}\] .*{value}2(\s|$)", line) for line in screen), changed
     shown = exp(EXPERIMENTS[2]).stdout
     assert "…" not in shown, shown
     first = [line[:120] for line in shown.splitlines()]
@@ -295,7 +300,8 @@ def test_readme_experiment_commands(repo):
     lrs = sorted(r["params"]["embedder"]["lr"] for r in rows if r["params"]["merge"]["weight"] == 0.3)
     assert lrs == [1e-5, 3e-5, 3e-5], rows  # the run above and the two queued
     assert all(r["metrics"]["nDCG@10"]["best"] > 0 for r in rows), rows
-    assert "embedder.lr" in exp(QUEUE[5]).stdout
+    exp(QUEUE[5])  # runs; its columns, read as csv (a pipe gets no pager, so the plain table may be cut):
+    assert "embedder.lr" in run(["dvc", "exp", "show", "--csv"], repo).stdout.splitlines()[0]
 
     # Keep one (branch), bring one into the workspace (apply), drop one (remove).
     name = names[0]
@@ -322,7 +328,7 @@ def test_metrics_are_the_headline_and_the_log_is_short(built):
     log = built.repro_stderr
     assert not re.search(r"\x1b\[", log), log
     assert "UserWarning" not in log and "Warning:" not in log, log
-    assert not re.search(r"model \S+ -> ", log), log
+    assert not re.search(r"ragtune\.models: model ", log), log  # a folder's own resolution is debug detail
     lines = log.splitlines()
     assert len(lines) <= 70, f"{len(lines)} lines:\n{log}"
 

@@ -59,6 +59,7 @@ CONDITIONAL = {
         "evaluate.batch_size": "merge.weight: auto",
     },
     "evaluate": {},
+    "package": {},
 }
 
 ALL_KEYS = list(params.leaf_keys())
