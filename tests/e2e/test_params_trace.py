@@ -25,8 +25,8 @@ from .conftest import env_for, make_project
 # stage -> {key or "section." prefix: the setting under which the stage reads it}
 CONDITIONAL = {
     "ingest": {
-        "ingest.path": "ingest.source: beir, documents or conversations",
-        "ingest.strict": "ingest.source: beir or conversations",
+        "ingest.path": "ingest.source: beir, documents, conversations or groups",
+        "ingest.strict": "ingest.source: beir, conversations or groups",
         "ingest.chunk_unit": "ingest.source: documents",
         "ingest.chunk_size": "ingest.source: documents",
         "ingest.chunk_overlap": "ingest.source: documents",
@@ -38,8 +38,13 @@ CONDITIONAL = {
     "prepare": {},
     "mine": {
         "mine.rescore_threshold": "mine.rescore_with set",
+        "embedder.base": "mine.first_stage: dense or hybrid",
         "embedder.max_seq_length": "mine.first_stage: dense or hybrid",
         "embedder.encode_batch_size": "mine.first_stage: dense or hybrid",
+        "security.": "mine.first_stage: dense or hybrid, or mine.rescore_with set (a model loads)",
+        "ingest.generator": "synthetic.queries > 0",
+        "ingest.queries_per_chunk": "synthetic.queries > 0",
+        "ingest.llm.": "synthetic.queries > 0 with ingest.generator: llm",
     },
     "train_embedder": {
         "embedder.mini_batch_size": "embedder.loss: cached_mnrl",
@@ -58,8 +63,12 @@ CONDITIONAL = {
         "reranker.val_negatives": "merge.weight: auto",
         "evaluate.batch_size": "merge.weight: auto",
     },
-    "evaluate": {},
-    "package": {},
+    "evaluate": {
+        "evaluate.fusion_grid": "evaluate.fusion: wsum",
+    },
+    "package": {
+        "ingest.path": "ingest.source other than pydoc (the card names the data folder)",
+    },
 }
 
 ALL_KEYS = list(params.leaf_keys())
