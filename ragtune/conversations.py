@@ -90,8 +90,8 @@ def llm_rewrites(contexts: dict[str, list[dict]], cfg: dict, *, cache_dir: str |
                  backoff: float = 1.0) -> tuple[dict[str, str], dict]:
     """{qid: standalone query} for each judged turn (the last of its `contexts` turns), and counts.
     `cfg` is params["ingest"]: the endpoint is its "llm" section, the prompt conversation.rewrite_prompt."""
-    from .llm import BadResponse, Transient, api_key, cached_reply
-    from .querygen import MAX_FAILURES_IN_A_ROW, cache_key, parse_queries
+    from .llm import BadResponse, FailureStreak, Transient, api_key, cached_reply
+    from .querygen import cache_key, parse_queries
 
     lcfg, template = cfg["llm"], cfg["conversation"]["rewrite_prompt"]
     cache = Path(cache_dir) if cache_dir is not None else REWRITE_CACHE
@@ -105,7 +105,7 @@ def llm_rewrites(contexts: dict[str, list[dict]], cfg: dict, *, cache_dir: str |
 
     out: dict[str, str] = {}
     counts = {"turns": len(contexts), "asked": 0, "cached": 0, "failed": 0, "bad_response": 0}
-    in_a_row = 0
+    streak = FailureStreak(lcfg, cache, "turns")
     for qid, turns in contexts.items():
         prompt = template.replace("{conversation}", render_conversation(turns)).replace(
             "{question}", " ".join(turns[-1]["text"].split()))
@@ -114,14 +114,10 @@ def llm_rewrites(contexts: dict[str, list[dict]], cfg: dict, *, cache_dir: str |
             entry, asked = cached_reply(prompt, lcfg, cache / h[:2] / f"{h}.json", parse, backoff=backoff, key=key)
         except Transient as e:
             counts["failed"] += 1
-            in_a_row += 1
             log.warning("llm_rewrite: gave up on turn %s: %s", qid, e)
-            if in_a_row >= MAX_FAILURES_IN_A_ROW:
-                raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for {in_a_row} "
-                                f"turns in a row; the answers so far are cached in {cache}, so a rerun resumes "
-                                f"where this stopped") from None
+            streak.failed(e)
             continue
-        in_a_row = 0
+        streak.succeeded()
         counts["asked" if asked else "cached"] += 1
         if isinstance(entry.get("query"), str) and entry["query"].strip():
             out[qid] = entry["query"]

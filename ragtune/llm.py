@@ -27,6 +27,7 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+MAX_FAILURES_IN_A_ROW = 3  # then the endpoint is down or misconfigured: stop instead of hammering it
 
 
 class Transient(Exception):
@@ -120,3 +121,21 @@ def cached_reply(prompt: str, cfg: dict, cache_file: Path, parse: Callable[[str]
         entry = {"bad": str(e)}
     write_json(cache_file, entry)  # atomic: an interrupted run leaves no half-written entry
     return entry, True
+
+
+class FailureStreak:
+    """Counts items given up on in a row (each after every retry). A streak of MAX_FAILURES_IN_A_ROW means
+    the endpoint is down or misconfigured, not flaky: stop with one line saying a rerun resumes."""
+
+    def __init__(self, cfg: dict, cache: Path, unit: str):
+        self.cfg, self.cache, self.unit, self.in_a_row = cfg, cache, unit, 0
+
+    def failed(self, error: Exception) -> None:
+        self.in_a_row += 1
+        if self.in_a_row >= MAX_FAILURES_IN_A_ROW:
+            raise UserError(f"params.yaml: ingest.llm: {self.cfg['base_url']} kept failing ({error}) for "
+                            f"{self.in_a_row} {self.unit} in a row; the answers so far are cached in "
+                            f"{self.cache}, so a rerun resumes where this stopped") from None
+
+    def succeeded(self) -> None:
+        self.in_a_row = 0

@@ -24,7 +24,6 @@ from .language import UNSPACED
 log = logging.getLogger(__name__)
 
 QUERYGEN_CACHE = Path(".cache") / "querygen"  # relative to the cwd (the project root in a stage)
-MAX_FAILURES_IN_A_ROW = 3  # then the endpoint is down or misconfigured: stop instead of hammering it
 
 MIN_QUERY_CHARS = 25
 MAX_QUERY_CHARS = 300
@@ -233,7 +232,7 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
     passage as one small json file; a passage whose requests kept failing is not cached, and is tried
     again on the next run. Returns (passages unchanged, [{"text", "docid", "method"}]) and fills
     `stats` with counts (bad_response, failed, ...)."""
-    from .llm import Transient, api_key, cached_reply
+    from .llm import FailureStreak, Transient, api_key, cached_reply
 
     lcfg, n = cfg["llm"], cfg["queries_per_chunk"]
     budget = cfg["max_queries"]
@@ -244,7 +243,8 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
     order = sorted(passages)
     random.Random(seed).shuffle(order)
     counts = {"passages_asked": 0, "bad_response": 0, "failed": 0, "no_query": 0}
-    hits = fresh = in_a_row = 0
+    hits = fresh = 0
+    streak = FailureStreak(lcfg, cache, "passages")
     candidates: list[dict] = []
     from tqdm import tqdm
 
@@ -259,16 +259,12 @@ def llm(passages: dict[str, str], cfg: dict, seed: int, *, cache_dir: str | Path
                                         cache / h[:2] / f"{h}.json", _queries_entry(n), backoff=backoff, key=key)
         except Transient as e:
             counts["failed"] += 1
-            in_a_row += 1
             log.warning("llm: gave up on passage %s: %s", docid, e)
-            if in_a_row >= MAX_FAILURES_IN_A_ROW:
-                raise UserError(f"params.yaml: ingest.llm: {lcfg['base_url']} kept failing ({e}) for "
-                                f"{in_a_row} passages in a row; the {hits + fresh} answers so far are "
-                                f"cached in {cache}, so a rerun resumes where this stopped") from None
+            streak.failed(e)
             continue
         fresh += asked
         hits += not asked
-        in_a_row = 0
+        streak.succeeded()
         if entry.get("bad") is not None or not isinstance(entry.get("queries"), list):
             counts["bad_response"] += 1
             continue

@@ -1,10 +1,16 @@
-"""Fixtures for end-to-end runs: a copy of the project in a temp git repo, with DVC initialised."""
+"""Fixtures for end-to-end runs: a copy of the project in a temp git repo, with DVC initialised.
+
+`reproduced` is the one complete default `dvc repro` of the session (traced, committed): tests that only
+read it use it as is, tests that change something work on `reproduced_copy`. Each full tiny repro costs
+about a minute, so modules no longer build their own.
+"""
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,3 +75,41 @@ def make_project(parent: Path, model: str) -> Path:
 @pytest.fixture
 def project(tmp_path, tiny_model) -> Path:
     return make_project(tmp_path, tiny_model)
+
+
+@dataclass
+class Reproduced:
+    repo: Path
+    proc: subprocess.CompletedProcess  # the first `dvc repro`: its stdout (results table) and stderr (the log)
+    untracked_after_repro: list[str]  # `git status` right after it, before committing
+    params_read: dict[str, set[str]]  # stage -> params keys it read ($RAGTUNE_PARAMS_TRACE)
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, tiny_model) -> Reproduced:
+    """A project after one complete, traced `dvc repro`, committed. Read it only; change a copy."""
+    repo = make_project(tmp_path_factory.mktemp("reproduced"), tiny_model)
+    trace = repo.parent / "params-read.txt"
+    proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env_for(repo, RAGTUNE_PARAMS_TRACE=str(trace)),
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "repro"], repo)
+    read: dict[str, set[str]] = {}
+    for line in trace.read_text().splitlines():
+        stage, key = line.split()
+        read.setdefault(stage, set()).add(key)
+    return Reproduced(repo, proc, [line[3:] for line in status], read)
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A private copy of a reproduced repo (workspace, git history and DVC cache), linked to its own cache."""
+    shutil.copytree(src, dest, symlinks=True)
+    run(["dvc", "checkout", "--relink"], dest)  # copytree made copies; link them to this copy's cache again
+    return dest
+
+
+@pytest.fixture
+def reproduced_copy(reproduced, tmp_path) -> Path:
+    return copy_project(reproduced.repo, tmp_path / "repo")

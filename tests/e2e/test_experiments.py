@@ -1,7 +1,7 @@
 """DVC the way DVC users expect: no-op repro, minimal reruns, experiments and the queue, branch diffs,
 a remote, DVCLive curves in `dvc plots`, and one linked copy of every model.
 
-One `dvc repro` per module (the `built` fixture); each test that changes something works on a copy.
+One `dvc repro` per session (conftest's `reproduced`); each test that changes something works on a copy.
 """
 from __future__ import annotations
 
@@ -11,48 +11,29 @@ import json
 import os
 import re
 import shlex
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 
-from .conftest import ROOT, make_project, run
+from .conftest import ROOT, run
 
 MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
 CACHED_OUTS = ("data/raw", "data/prepared", "data/negatives", "metrics/runs", "release") + tuple(f"models/{m}" for m in MODELS)
 DVCLIVE_PLOTS = ("training loss", "val nDCG@10 during training", "learning rate")
 
 
-@dataclass
-class Built:
-    repo: Path
-    untracked_after_repro: list[str]  # `git status` right after the first `dvc repro`, before committing
-    repro_stderr: str  # what the stages logged
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny_model) -> Built:
-    """The `project` fixture's repo with the project's .dvc/config, reproduced once and committed."""
-    # Module-scoped: one repro serves the whole module (tests that change things work on copies).
-    repo = make_project(tmp_path_factory.mktemp("experiments"), tiny_model)
-    proc = run(["dvc", "repro"], repo)
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "repro"], repo)
-    return Built(repo, [line[3:] for line in status], proc.stderr)
+@pytest.fixture
+def built(reproduced):
+    """The session's reproduced repo (conftest), read only."""
+    return reproduced
 
 
 @pytest.fixture
-def repo(built, tmp_path) -> Path:
-    """A private copy of the reproduced repo (workspace, git history and DVC cache)."""
-    dest = tmp_path / "repo"
-    shutil.copytree(built.repo, dest, symlinks=True)
-    run(["dvc", "checkout", "--relink"], dest)  # copytree made copies; link them to this copy's cache again
-    return dest
+def repo(reproduced_copy) -> Path:
+    return reproduced_copy
 
 
 def stages_run(proc) -> set[str]:
@@ -325,7 +306,7 @@ def test_metrics_are_the_headline_and_the_log_is_short(built):
     assert "wall_seconds" in json.loads((repo / "metrics" / "train_embedder.json").read_text())
 
     # The stages' log: one line per step, no ANSI colour codes, no library chatter, within a budget.
-    log = built.repro_stderr
+    log = built.proc.stderr
     assert not re.search(r"\x1b\[", log), log
     assert "UserWarning" not in log and "Warning:" not in log, log
     assert not re.search(r"ragtune\.models: model ", log), log  # a folder's own resolution is debug detail

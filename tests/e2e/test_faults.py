@@ -1,6 +1,6 @@
 """Faults end to end: killed stages, two `dvc repro` at once, forced reruns, planted secrets, --resume.
 
-One `dvc repro` on the tiny model is built per module; each test works on its own copy of that repo.
+Each test works on its own copy of the session's reproduced project (conftest's `reproduced`).
 """
 from __future__ import annotations
 
@@ -22,25 +22,16 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import env_for, make_project, run
+from .conftest import env_for, run
 
 TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-")
 KEY = "sk-planted-xyz-4a7c1e"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny_model) -> Path:
-    """A project (as conftest's `project`) after one complete `dvc repro`."""
-    repo = make_project(tmp_path_factory.mktemp("faults"), tiny_model)
-    run(["dvc", "repro"], repo)
-    return repo
-
-
 @pytest.fixture
-def repo(built, tmp_path) -> Path:
-    dst = tmp_path / "repo"
-    shutil.copytree(built, dst, symlinks=True)
-    return dst
+def repo(reproduced_copy) -> Path:
+    """A private copy of the session's reproduced project (conftest)."""
+    return reproduced_copy
 
 
 def set_params(repo: Path, **changes) -> None:

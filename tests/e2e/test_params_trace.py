@@ -13,14 +13,11 @@ The rule, per stage:
 """
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
 
 from ragtune import params
 
-from .conftest import env_for, make_project
 
 # stage -> {key or "section." prefix: the setting under which the stage reads it}
 CONDITIONAL = {
@@ -88,20 +85,11 @@ def conditional(stage: str) -> set[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def traced(tmp_path_factory, tiny_model) -> tuple[dict, dict]:
-    """(stage -> declared params entries, stage -> keys read) from one traced `dvc repro`."""
-    repo = make_project(tmp_path_factory.mktemp("trace"), tiny_model)
-    trace = repo.parent / "params-read.txt"
-    proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env_for(repo, RAGTUNE_PARAMS_TRACE=str(trace)),
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    read: dict[str, set[str]] = {}
-    for line in trace.read_text().splitlines():
-        stage, key = line.split()
-        read.setdefault(stage, set()).add(key)
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    return {name: s.get("params", []) for name, s in stages.items()}, read
+@pytest.fixture
+def traced(reproduced) -> tuple[dict, dict]:
+    """(stage -> declared params entries, stage -> keys read) from the session's traced `dvc repro`."""
+    stages = yaml.safe_load((reproduced.repo / "dvc.yaml").read_text())["stages"]
+    return {name: s.get("params", []) for name, s in stages.items()}, reproduced.params_read
 
 
 @pytest.mark.e2e

@@ -8,8 +8,8 @@ from .conftest import run
 MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
 
 
-def test_dvc_repro_writes_model_cards(project, tiny_model):
-    run(["dvc", "repro"], project)
+def test_dvc_repro_writes_model_cards(reproduced_copy, tiny_model):
+    project = reproduced_copy
     results = json.loads((project / "metrics" / "eval.json").read_text())
     queries = [json.loads(line) for line in (project / "data/prepared/queries.jsonl").read_text().splitlines()]
     test_ids = {line.split("\t")[0] for line in (project / "data/prepared/qrels/test.tsv").read_text().splitlines()[1:]}

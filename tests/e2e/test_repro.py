@@ -9,7 +9,7 @@ import yaml
 
 from ragtune.report import untrained_counterpart
 
-from .conftest import ROOT, run
+from .conftest import ROOT, copy_project, run
 
 
 def declared_outputs(repo):
@@ -20,8 +20,8 @@ def declared_outputs(repo):
                 yield entry if isinstance(entry, str) else next(iter(entry))
 
 
-def test_dvc_repro_runs_every_stage(project):
-    proc = run(["dvc", "repro"], project)
+def test_dvc_repro_runs_every_stage(reproduced, tmp_path):
+    project, proc = reproduced.repo, reproduced.proc
     for out in declared_outputs(project):
         assert (project / out).exists(), f"declared output {out} missing"
 
@@ -56,7 +56,7 @@ def test_dvc_repro_runs_every_stage(project):
     again = run(["dvc", "repro"], project)
     assert "Running stage" not in again.stdout, again.stdout
 
-    check_plots(project, results)
+    check_plots(copy_project(project, tmp_path / "repo"), results)  # `make plots` writes into the repo
 
 
 def tsv_rows(path):
