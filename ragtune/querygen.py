@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .chunking import split_sentences
-from .errors import UserError
 from .language import UNSPACED
 
 log = logging.getLogger(__name__)
