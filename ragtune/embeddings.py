@@ -3,25 +3,29 @@
 Corpus embeddings are the expensive part (minutes on CPU) and several stages need the same ones (mine and
 evaluate both encode the corpus with the base model), so they are cached under `.cache/embeddings/`
 (not a DVC output) keyed by what determines them: the model's files (or its hub id), the texts, and
-max_seq_length. A retrained or merged model has different weights, hence a different key.
-Query embeddings are cheap and never cached.
+max_seq_length. A retrained or merged model has different weights, hence a different key. The cache is
+written in shards of SHARD_DOCS documents, so a corpus of millions is encoded shard by shard, resumably,
+and by several processes at once (stages/encode_corpus.py). Query embeddings are cheap and never cached.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .io import atomic_output
 from .models import pick_device, resolve_model
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(".cache") / "embeddings"
+SHARD_DOCS = 100_000  # documents per cache file: bounds encoding memory and what a killed run loses
 # Files of a model folder that decide its outputs; model cards, training args and checkpoints do not.
 _MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model"}
 _IGNORED_FILES = {"README.md", "training_args.bin", "trainer_state.json"}
@@ -106,38 +110,79 @@ def encode_corpus(model_path: str, texts: list[str], *, batch_size: int = 64,
                   max_seq_length: int | None = None, device: str = "auto",
                   cache_dir: str | Path | None = None, show_progress: bool = True,
                   security: Mapping[str, bool]) -> np.ndarray:
-    """Embed documents -> float32 array (len(texts), dim) with L2-normalised rows, cached on disk.
+    """Embed documents -> float32 array (len(texts), dim) with L2-normalised rows, cached on disk
+    (see `fill_cache`). sentence-transformers encodes in length-sorted batches and restores the order."""
+    if not texts:
+        model = load_model(resolve_model(model_path), device, max_seq_length, security=security)
+        return _encode(model, texts, "document", batch_size, False)
+    return _assemble(fill_cache(model_path, texts, batch_size=batch_size, max_seq_length=max_seq_length,
+                                device=device, cache_dir=cache_dir, show_progress=show_progress,
+                                security=security))
+
+
+def fill_cache(model_path: str, texts: list[str], *, batch_size: int, max_seq_length: int | None, device: str,
+               cache_dir: str | Path | None, show_progress: bool = True, security: Mapping[str, bool]
+               ) -> list[tuple[Path, list[str]]]:
+    """Encode whatever the cache lacks of `texts`; return its shards [(file, texts)].
 
     The cache key covers the model files (or hub id), the texts in order, and max_seq_length, so a
-    cached array is reused only when it would come out the same. sentence-transformers already
-    encodes in length-sorted batches and restores the input order.
+    cached array is reused only when it would come out the same. Each file holds SHARD_DOCS documents:
+    encoding memory is bounded by a shard, a killed run resumes at the first missing shard, and under
+    torchrun each process encodes every world_size-th shard (stages/encode_corpus.py --processes N).
     """
     path = resolve_model(model_path)
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     key = hashlib.sha256("|".join([model_fingerprint(path), texts_fingerprint(texts),
                                    str(max_seq_length), "document"]).encode()).hexdigest()[:32]
-    cache_file = cache_dir / f"{key}.npy"
-    if cache_file.is_file():
-        try:
-            emb = np.load(cache_file, allow_pickle=False)
-            if emb.shape[0] == len(texts) and emb.dtype == np.float32:
-                log.debug("corpus embeddings: %d x %d from cache %s", *emb.shape, cache_file)
-                return emb
-        except (OSError, ValueError):
-            pass
-        log.warning("corpus embeddings cache %s is unreadable; encoding again", cache_file)
-    model = load_model(path, device, max_seq_length, security=security)
-    log.debug("encoding %d documents with %s (max_seq_length %s, batch %d, device %s)", len(texts), path,
-              model.max_seq_length, batch_size, model.device)
-    start = time.perf_counter()
-    emb = _encode(model, texts, "document", batch_size, show_progress)
-    took = time.perf_counter() - start
-    log.info("encoded %d documents with %s in %.1f s (%.1f docs/s)", len(texts), model_path, took,
-             len(texts) / max(took, 1e-9))
-    with atomic_output(cache_file) as tmp, open(tmp, "wb") as f:
-        np.save(f, emb)  # a file object: np.save on a bare path would append ".npy" to the temp name
-    log.debug("cached corpus embeddings in %s", cache_file)
-    return emb
+    n = math.ceil(len(texts) / SHARD_DOCS)
+    shards = [(cache_dir / f"{key}-{i:05d}-of-{n:05d}.npy", texts[i * SHARD_DOCS:(i + 1) * SHARD_DOCS])
+              for i in range(n)]
+    start, encoded = time.perf_counter(), 0
+    for cache_file, shard in shards[distributed.rank()::distributed.world_size()]:
+        if _cached(cache_file, len(shard)) is not None:
+            continue
+        model = load_model(path, device, max_seq_length, security=security)
+        log.debug("encoding %d documents with %s (max_seq_length %s, batch %d, device %s) into %s",
+                  len(shard), path, model.max_seq_length, batch_size, model.device, cache_file)
+        emb = _encode(model, shard, "document", batch_size, show_progress)
+        with atomic_output(cache_file) as tmp, open(tmp, "wb") as f:
+            np.save(f, emb)  # a file object: np.save on a bare path would append ".npy" to the temp name
+        encoded += len(shard)
+    if encoded:
+        took = time.perf_counter() - start
+        log.info("encoded %d documents with %s in %.1f s (%.1f docs/s)", encoded, model_path, took,
+                 encoded / max(took, 1e-9))
+    distributed.barrier()  # every process's shards are written before any is read
+    return shards
+
+
+def _cached(cache_file: Path, rows: int) -> np.ndarray | None:
+    """The cached shard (memory-mapped), or None when it is missing or unreadable."""
+    if not cache_file.is_file():
+        return None
+    try:
+        emb = np.load(cache_file, mmap_mode="r", allow_pickle=False)
+        if emb.shape[0] == rows and emb.dtype == np.float32:
+            return emb
+    except (OSError, ValueError):
+        pass
+    log.warning("corpus embeddings cache %s is unreadable; encoding again", cache_file)
+    return None
+
+
+def _assemble(shards: list[tuple[Path, list[str]]]) -> np.ndarray:
+    """The shards' rows in one array, filled shard by shard (peak memory: the result + one shard)."""
+    parts = [_cached(f, len(texts)) for f, texts in shards]
+    if any(p is None for p in parts):
+        raise RuntimeError(f"corpus embeddings: shard missing after encoding in {shards[0][0].parent}")
+    out = np.empty((sum(len(p) for p in parts), parts[0].shape[1]), dtype=np.float32)
+    row = 0
+    for part in parts:
+        out[row:row + len(part)] = part
+        row += len(part)
+    log.debug("corpus embeddings: %d x %d from %d cached shard(s) in %s", *out.shape, len(parts),
+              shards[0][0].parent)
+    return out
 
 
 def encode_queries(model_path: str, texts: list[str], *, batch_size: int = 64,

@@ -64,3 +64,33 @@ def test_fingerprints(tiny_model, tmp_path):
     (copy / "README.md").write_text("a model card does not change embeddings")
     assert model_fingerprint(str(copy)) == model_fingerprint(tiny_model)
     assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
+
+
+def test_sharded_cache_resumes_and_splits_across_processes(tiny_model, tmp_path, monkeypatch):
+    import ragtune.embeddings as embeddings
+
+    whole = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path / "one", security=SECURITY)
+    monkeypatch.setattr(embeddings, "SHARD_DOCS", 1)
+    cache = tmp_path / "sharded"
+    # Two torchrun workers without a process group (the barrier is then a no-op): each writes its shards.
+    for rank in (1, 0):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        shards = embeddings.fill_cache(tiny_model, TEXTS, batch_size=2, max_seq_length=None, device="cpu",
+                                       cache_dir=cache, security=SECURITY)
+        if rank == 1:  # the first worker to run wrote exactly its own share: shards 1 and 3
+            assert sorted(cache.glob("*.npy")) == [shards[1][0], shards[3][0]]
+    files = sorted(cache.glob("*.npy"))
+    assert [f.name[-19:] for f in files] == [f"-{i:05d}-of-00004.npy" for i in range(4)]
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var)
+    np.testing.assert_allclose(encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=cache, security=SECURITY),
+                               whole, atol=1e-6)
+    # A killed run resumes: written shards are read (a planted one proves it), only the missing one is encoded.
+    np.save(files[0], np.full((1, 32), 0.5, dtype=np.float32))
+    files[2].unlink()
+    again = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=cache, security=SECURITY)
+    np.testing.assert_array_equal(again[0], np.full(32, 0.5, dtype=np.float32))
+    np.testing.assert_allclose(again[1:], whole[1:], atol=1e-6)
+    assert files[2].is_file()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -151,3 +152,28 @@ def test_reranker_trains_one_model_on_two_processes(workdir, model):
         return scores - scores.mean()
 
     assert logits(workdir / "models" / "reranker") == pytest.approx(logits(workdir / "one"), abs=1e-4)
+
+
+def test_encode_corpus_on_two_processes_fills_the_cache_mine_reads(workdir, model):
+    """stages/encode_corpus.py --processes 2: torchrun workers fill .cache/embeddings/; the cached array is
+    what encode_corpus in one process computes (and so what mine and evaluate then read)."""
+    from ragtune.embeddings import encode_corpus
+    from ragtune.io import doc_text, read_corpus
+    from ragtune.params import defaults
+
+    docs = [{"_id": f"d{i}", "title": "", "text": f"the {WORDS[i % 16]} data is {i}"} for i in range(12)]
+    (workdir / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    cmd = [sys.executable, str(ROOT / "stages" / "encode_corpus.py"), "--corpus", "corpus.jsonl", "--processes", "2"]
+    proc = subprocess.run(cmd, cwd=workdir, env=env_for(workdir, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "[rank 0] ragtune.distributed: distributed: rank 0 of world size 2" in proc.stderr
+    assert proc.stderr.count("ragtune: result: 12 documents encoded") == 1
+    (cached,) = (workdir / ".cache" / "embeddings").glob("*.npy")
+    corpus = read_corpus(workdir / "corpus.jsonl")
+    texts = [doc_text(corpus[d]) for d in corpus]
+    fresh = encode_corpus(model, texts, max_seq_length=32, device="cpu", cache_dir=workdir / "fresh",
+                          security=defaults()["security"])
+    np.testing.assert_allclose(np.load(cached), fresh, atol=1e-6)
+    (again,) = (workdir / "fresh").glob("*.npy")
+    assert again.name == cached.name  # the same key: mine would find the cache filled
