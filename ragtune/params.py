@@ -252,7 +252,7 @@ class Evaluate(Section):
     alpha_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     retrieve_depth: int = Field(100, ge=1)
     rrf_k: int = Field(60, ge=1)
-    fusion: Literal["rrf", "wsum"] = "rrf"
+    fusion: Literal["rrf", "wsum"] = "wsum"
     fusion_grid: list[Share] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     batch_size: int = Field(64, ge=1)
     ndcg_cutoffs: Cutoffs = [1, 3, 5, 10, 100]

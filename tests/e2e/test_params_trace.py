@@ -61,7 +61,7 @@ CONDITIONAL = {
         "evaluate.batch_size": "merge.weight: auto",
     },
     "evaluate": {
-        "evaluate.fusion_grid": "evaluate.fusion: wsum",
+        "evaluate.rrf_k": "evaluate.fusion: rrf",
     },
     "package": {
         "ingest.path": "ingest.source other than pydoc (the card names the data folder)",
