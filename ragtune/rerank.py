@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import Run, doc_text
+from .scores import minmax
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,6 @@ def rerank(run: Run, queries: dict[str, str], corpus: dict[str, dict[str, str]],
         top.update({d: floor - 1.0 - i for i, d in enumerate(rest)})
         out[qid] = top
     return out
-
-
-def minmax(values: dict[str, float]) -> dict[str, float]:
-    """Scores mapped onto [0, 1] per query (all equal: 0); also used by ragtune.retrieval.wsum."""
-    lo, hi = min(values.values()), max(values.values())
-    span = hi - lo
-    return {d: (v - lo) / span if span > 0 else 0.0 for d, v in values.items()}
 
 
 def interpolate(first_stage_run: Run, rerank_run: Run, alpha: float, *, depth: int | None = None) -> Run:

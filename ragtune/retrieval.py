@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import Run, doc_text
-from .rerank import minmax
+from .scores import minmax
 
 log = logging.getLogger(__name__)
 

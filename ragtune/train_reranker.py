@@ -27,8 +27,7 @@ from typing import Any
 
 from . import distributed
 from .errors import UserError
-from .io import atomic_output, read_json, write_json
-from .io import TEACHER_TEMPERATURE
+from .io import TEACHER_TEMPERATURE, atomic_output, read_json, write_json
 from .io import read_groups as io_read_groups
 from .rerank import val_ndcg
 from .tracking import open_live, quiet_progress, step_callback
