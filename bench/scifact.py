@@ -4,8 +4,8 @@
                             [--only ragtune,st,flag,encode] [--train-queries all|100|0]
 
 --train-queries N keeps a seeded subsample of N training queries (ragtune's prepare.train_queries; val
-and test unchanged) and turns on the few-label settings of bench/scifact.yaml (`few_labels:`, e.g.
-synthetic queries); 0 = the corpus only. The recipes train on the same subsample (they read ragtune's
+and test unchanged) and applies that setting's section of bench/scifact.yaml (`settings:`, e.g.
+synthetic queries at 0); 0 = the corpus only. The recipes train on the same subsample (they read ragtune's
 split); with 0 they have nothing to train on and are skipped. Each setting works in <work>/train-<N>.
 Besides the dated report, bench/results/scifact-summary.json gets this setting's row (see
 bench.scifact_report.update_summary); `make bench` runs all three settings.
@@ -64,7 +64,7 @@ def measured(cmd: list[str], cwd: Path, env: dict, log_path: Path) -> dict:
 
 def ragtune_params(config: dict, data: Path, train_queries: int | None = None) -> dict:
     """params.yaml for the run: the budget, bench/scifact.yaml's `ragtune:` section, and with
-    `train_queries` (a subsample) its `few_labels:` section on top."""
+    `train_queries` (a subsample) that setting's section of `settings:` on top."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     budget = config["budget"]
     params.update(seed=config["seed"], epochs=budget["epochs"])
@@ -76,7 +76,7 @@ def ragtune_params(config: dict, data: Path, train_queries: int | None = None) -
         else:
             params[section] = values
     if train_queries is not None:
-        for section, values in config.get("few_labels", {}).items():
+        for section, values in (config.get("settings", {}).get(str(train_queries)) or {}).items():
             params.setdefault(section, {}).update(values)
         params.setdefault("prepare", {})["train_queries"] = train_queries
     params["ingest"]["path"] = str(data)
