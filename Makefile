@@ -49,8 +49,9 @@ $(VEGA_STAMP):
 	rm -f $(VEGA_DIR)/vega-*.tgz $(VEGA_DIR)/npm.log
 	touch $@
 
+# One pytest worker per core; the e2e tests that share the session's repro run on one of them.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 bench: setup
 	$(PY) -m bench scifact --train-queries all

@@ -12,6 +12,14 @@ import pytest  # noqa: E402
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
 
 
+def pytest_collection_modifyitems(config, items):
+    # `make test` runs on every core (pytest-xdist, --dist loadgroup). The tests that read the session's
+    # one complete e2e repro (tests/e2e/conftest.py `reproduced`) share a worker, so it is built once.
+    for item in items:
+        if "reproduced" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("reproduced"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     # Tiny models run far faster on one thread than with two threads contending (CI has 2 cores).

@@ -26,6 +26,8 @@ def env_for(cwd: Path, **extra: str) -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(cwd)  # the stage scripts import the copy's ragtune package
     env["HF_HUB_OFFLINE"] = "1"
+    # Tiny models run fastest on one thread, and `make test` runs two tests at once on two cores.
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.update(extra)
     return env
 
