@@ -211,8 +211,11 @@ def val_evaluator(samples: list[dict], *, name: str, batch_size: int):
         def compute_metrics(self, model):
             queries = self.embed_inputs(model, [s["query"] for s in self.samples], encode_fn_name="query",
                                         show_progress_bar=self.show_progress_bar)
-            docs = self.embed_inputs(model, [t for s in self.samples for t in s["positive"] + s["negative"]],
-                                     encode_fn_name="document", show_progress_bar=self.show_progress_bar)
+            texts = [t for s in self.samples for t in s["positive"] + s["negative"]]
+            row = {t: i for i, t in enumerate(dict.fromkeys(texts))}  # val groups share many passages
+            unique = self.embed_inputs(model, list(row), encode_fn_name="document",
+                                       show_progress_bar=self.show_progress_bar)
+            docs = unique[[row[t] for t in texts]]
             lists, start = [], 0
             for query, s in zip(queries, self.samples):
                 n = len(s["positive"]) + len(s["negative"])

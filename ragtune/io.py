@@ -408,6 +408,10 @@ def doc_text(doc: dict[str, str]) -> str:
 # temperature, so a score gap of 0.1 is a factor e between two passages (T = 1 would be near uniform).
 TEACHER_TEMPERATURE = 0.1
 DISTILL_LOSSES = ("margin_mse", "distill_kl")  # embedder.loss values that learn from teacher scores
+# In mine's output folder, beside val.jsonl: the untrained embedder's val metrics, when mining had its
+# corpus embeddings at hand ({"model_fingerprint", "max_seq_length", "metrics": {"ndcg@10", "mrr@10",
+# "map"}}); the embedder trainer uses them instead of encoding val with the base model again.
+BASE_VAL_METRICS = "val_base_embedder.json"
 
 
 def read_groups(path: str | Path) -> list[dict]:

@@ -102,6 +102,15 @@ class _FirstStage:
         self.fusion_stats["bm25_weight"] = w
         return wsum(runs, [w, 1.0 - w], depth)
 
+    def dense_lists(self, groups: list[tuple[str, list[str], list[str]]]) -> list[tuple[list[float], int]] | None:
+        """Cosine scores of each (qid, positives, negatives) group with a negative, positives first, from
+        the embeddings mining already has (`metrics.score_ranked_lists` input); None for BM25 mining."""
+        if self._dense is None:
+            return None
+        index, doc_emb, q_emb = self._dense
+        return [([float(x) for x in doc_emb[[index[d] for d in pos + neg]] @ q_emb[qid]], len(pos))
+                for qid, pos, neg in groups if neg]
+
     def score(self, qid: str, docid: str) -> float:
         """The first stage's score for any document (hybrid: its fused score, 0 if in neither list)."""
         if docid in self.run[qid]:
@@ -258,13 +267,27 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device, security), given,
                    synthetic=synthetic, consistent=consistent)
     train_groups = [g for qid, pos in train_pos.items() if (g := miner.train_group(qid, pos)) is not None]
-    val_groups = [miner.val_group(qid, pos) for qid, pos in val_pos.items()]
+    val_ids = [(qid, pos, miner.val_negatives(qid, pos)) for qid, pos in val_pos.items()]
+    val_groups = [miner.group(qid, pos, neg) for qid, pos, neg in val_ids]
     stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels) - len(synthetic),
                    n_val=len(val_qrels), skipped=skipped, language=language)
+    stats["val_base_embedder"] = _base_embedder_val(stage, val_ids)
     log.info("mined %d train groups (%.1f negatives each, %d queries short) and %d val groups in %.1f s",
              len(train_groups), stats["negatives_per_group_mean"], miner.counts["queries_short"],
              len(val_groups), time.perf_counter() - start)
     return train_groups, val_groups, stats
+
+
+def _base_embedder_val(stage: _FirstStage, val_ids: list[tuple[str, list[str], list[str]]]) -> dict | None:
+    """The untrained embedder's val metrics as its trainer computes them (cosine ranking of each val
+    group), from the embeddings dense mining already has; None for BM25 mining."""
+    from .metrics import score_ranked_lists
+
+    lists = stage.dense_lists(val_ids)
+    if not lists:
+        return None
+    scores = score_ranked_lists(lists, k=10)
+    return {"ndcg@10": scores["ndcg"], "mrr@10": scores["mrr"], "map": scores["map"]}
 
 
 def _check_sizes(cfg: Mapping[str, Any], corpus: Mapping, train_pos: dict, val_pos: dict) -> None:
@@ -308,7 +331,7 @@ class _Miner:
             self._text[d] = doc_text(self.corpus[d])
         return self._text[d]
 
-    def _group(self, qid: str, pos: list[str], neg: list[str], rescore=None) -> dict:
+    def group(self, qid: str, pos: list[str], neg: list[str], rescore=None) -> dict:
         """FlagEmbedding's group, with the teacher's scores; a synthetic query's positive is its pos_text."""
         pos_texts = [self.synthetic[qid]["pos_text"]] if qid in self.synthetic else [self.text(d) for d in pos]
         neg_texts = [self.text(d) for d in neg]
@@ -383,12 +406,12 @@ class _Miner:
             extra = _random_docs(rng, self.doc_ids, n_random, exclude | set(neg))
             c["random_extra"] += len(extra)
             neg += extra
-        return self._group(qid, pos, neg, self.rescore)
+        return self.group(qid, pos, neg, self.rescore)
 
-    def val_group(self, qid: str, pos: list[str]) -> dict:
+    def val_negatives(self, qid: str, pos: list[str]) -> list[str]:
+        """A val group's negatives: the first `val_depth` non-positives of the first stage's ranking."""
         pos_set = set(pos)
-        neg = [d for d, _ in ranked(self.stage.run[qid]) if d not in pos_set][:self.cfg["val_depth"]]
-        return self._group(qid, pos, neg)
+        return [d for d, _ in ranked(self.stage.run[qid]) if d not in pos_set][:self.cfg["val_depth"]]
 
 
 def _stats(cfg: Mapping[str, Any], miner: _Miner, train_groups: list[dict], val_groups: list[dict], *,

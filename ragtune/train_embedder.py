@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import distributed
-from .embeddings import val_evaluator, val_samples
+from .embeddings import model_fingerprint, val_evaluator, val_samples
 from .errors import UserError
-from .io import DISTILL_LOSSES, TEACHER_TEMPERATURE, atomic_output, read_groups
+from .io import BASE_VAL_METRICS, DISTILL_LOSSES, TEACHER_TEMPERATURE, atomic_output, read_groups, read_json
 from .tracking import open_live, quiet_progress, step_callback
 from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
 
@@ -130,7 +130,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
     # their own without a word. Every rank scores (no collective in it), so all log the same history.
-    base_metrics = evaluator(model)
+    base_metrics = _base_val_metrics(evaluator, model, base, cfg, val_path)
     base_score = float(base_metrics[f"{VAL_NAME}_ndcg@10"])
     if resume_from is None:  # the first point of the DVCLive curve, as trainer.evaluate() would log it
         trainer.log({f"eval_{k}": v for k, v in base_metrics.items()})
@@ -183,9 +183,9 @@ def _read_data(train_path: Path, val_path: Path, cfg: dict):
              "group's negatives to fill the columns, %d rows dropped (group has no negatives)",
              train_path, len(train_groups), counts["rows"], num_negatives, counts["rows_padded"],
              counts["rows_dropped_no_negatives"])
-    log.info("val data %s: %d of %d queries with positives and negatives (%d texts to encode per evaluation)",
+    log.info("val data %s: %d of %d queries with positives and negatives (%d distinct texts to encode per evaluation)",
              val_path, len(samples), len(val_groups),
-             sum(len(s["positive"]) + len(s["negative"]) for s in samples))
+             len({t for s in samples for t in s["positive"] + s["negative"]}))
     return train_groups, columns, counts, samples
 
 
@@ -200,6 +200,21 @@ def _load_model(base: str, cfg: dict, device: str, security: Mapping[str, bool])
     log.info("base model %s (%s) on %s, max_seq_length %d, embedding size %d", base, path, device,
              model.max_seq_length, model.get_embedding_dimension())
     return model
+
+
+def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path) -> dict[str, float]:
+    """The base model's val metrics: mine's (BASE_VAL_METRICS), when it ranked the same val groups with the
+    same model files and max_seq_length by cosine, as the evaluator does; else the evaluator's."""
+    from .models import resolve_model
+
+    scored = val_path.parent / BASE_VAL_METRICS
+    if scored.is_file() and model.similarity_fn_name == "cosine":
+        doc = read_json(scored)
+        if (doc.get("model_fingerprint") == model_fingerprint(resolve_model(base))
+                and doc.get("max_seq_length") == cfg["max_seq_length"]):
+            log.info("val metrics of the base model from %s (mine ranked val with its embeddings)", scored)
+            return {f"{VAL_NAME}_{k}": float(v) for k, v in doc["metrics"].items()}
+    return evaluator(model)
 
 
 def _plan(rows: int, cfg: dict, epochs: int, world: int, train_path: Path) -> dict[str, int]:

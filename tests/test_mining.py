@@ -115,6 +115,17 @@ def test_dense_and_hybrid_mining(tiny_model, tmp_path, first_stage):
     assert len(v["neg"]) == 10 and "zebra crossing road" not in v["neg"]
     assert json.dumps(a) == json.dumps(run(c, train=train, embedder=emb, device="cpu", cache_dir=tmp_path))
     assert stats["first_stage"] == first_stage
+    # The base embedder's val score from mining's own embeddings is what the trainer's evaluator computes.
+    from ragtune.embeddings import load_model, val_evaluator, val_samples
+
+    model = load_model(tiny_model, "cpu", 32, security=defaults()["security"])
+    expected = val_evaluator(val_samples([v]), name="val", batch_size=4)(model)
+    assert stats["val_base_embedder"] == pytest.approx(
+        {k: expected[f"val_{k}"] for k in ("ndcg@10", "mrr@10", "map")}, abs=1e-6)
+
+
+def test_bm25_mining_has_no_base_embedder_score():
+    assert run(cfg())[2]["val_base_embedder"] is None
 
 
 def test_cross_encoder_rescoring(tiny_model):

@@ -218,3 +218,20 @@ def test_distillation_losses_learn_from_teacher_scores(tiny_model, tmp_path, los
     with pytest.raises(UserError, match="needs teacher scores"):
         _run(tiny_model, {**data, "train_path": tmp_path / "val.jsonl"}, tmp_path, name="bad",
              cfg=_cfg(loss=loss))
+
+
+def test_base_val_metrics_come_from_mine_when_it_scored_the_same_model(tiny_model, data, tmp_path, caplog):
+    from ragtune.embeddings import model_fingerprint
+    from ragtune.io import BASE_VAL_METRICS, write_json
+
+    metrics = {"ndcg@10": 0.123456, "mrr@10": 0.2, "map": 0.1}
+    scored = data["val_path"].parent / BASE_VAL_METRICS
+    write_json(scored, {"model_fingerprint": model_fingerprint(tiny_model), "max_seq_length": 32,
+                        "metrics": metrics})
+    with caplog.at_level("INFO", logger="ragtune.train_embedder"):
+        assert _run(tiny_model, data, tmp_path, name="mined")["val_ndcg@10_before"] == 0.123456
+    assert "val metrics of the base model from" in caplog.text
+    # Another max_seq_length (or other model files) than mine used: the trainer encodes val itself.
+    write_json(scored, {"model_fingerprint": model_fingerprint(tiny_model), "max_seq_length": 64,
+                        "metrics": metrics})
+    assert _run(tiny_model, data, tmp_path, name="own")["val_ndcg@10_before"] != 0.123456

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..embeddings import DEFAULT_CACHE_DIR
+from ..embeddings import DEFAULT_CACHE_DIR, model_fingerprint
 from ..errors import UserError
-from ..io import atomic_output, read_corpus, read_qrels, read_queries, write_json, write_jsonl
+from ..io import BASE_VAL_METRICS, atomic_output, read_corpus, read_qrels, read_queries, write_json, write_jsonl
 from ..logs import summary
 from ..mining import mine as mine_groups
 from ..models import checked_model, pick_device
@@ -36,6 +36,10 @@ def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stat
     with atomic_output(out_dir, is_dir=True) as tmp:
         write_jsonl(tmp / "train.jsonl", train_groups)
         write_jsonl(tmp / "val.jsonl", val_groups)
+        if stats["val_base_embedder"] is not None:  # dense mining scored val with the base embedder
+            write_json(tmp / BASE_VAL_METRICS, {"model_fingerprint": model_fingerprint(embedder["base"]),
+                                                "max_seq_length": embedder["max_seq_length"],
+                                                "metrics": stats["val_base_embedder"]})
     write_json(stats_path, stats)
     summary(f"{len(train_groups)} train groups ({stats['groups_real']} real, {stats['groups_synthetic']} "
             f"synthetic), {len(val_groups)} val groups -> {out_dir}")
