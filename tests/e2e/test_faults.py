@@ -1,6 +1,7 @@
 """Faults end to end: killed stages, two `dvc repro` at once, forced reruns, planted secrets, --resume.
 
-Each test works on its own copy of the session's reproduced project (conftest's `reproduced`).
+Each test works on its own copy of the session's reproduced project (conftest's `reproduced`), except
+the planted-key test, whose documents source reruns every stage on a fresh project.
 """
 from __future__ import annotations
 
@@ -234,7 +235,10 @@ class _FakeLLM(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_planted_api_key_never_reaches_a_file_or_log(repo):
+def test_planted_api_key_never_reaches_a_file_or_log(project):
+    # Its own fresh project: the documents source reruns every stage anyway, and it need not wait for
+    # the shared repro's worker under `make test`.
+    repo = project
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
