@@ -263,3 +263,33 @@ def test_summary_has_every_setting_named_as_specified(tmp_path):
     assert zero["train_queries"] == 0 and zero["commit"] == "c0" and "recipe:flagembedding" not in zero["ndcg@10"]
     # From the full setting, whichever setting ran last: (30 + 90) / (20 + 80); 5 + 30 + 90.
     assert doc["same_work_ratio_vs_sentence_transformers"] == 1.2 and doc["pipeline_wall_seconds"] == 125.0
+
+
+def test_int8_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_model):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    words = "apple banana cherry grape lemon mango olive peach pear plum".split()
+    docs = {f"d{i}": f"{words[i % 10]} {words[(i * 3) % 10]} {words[(i * 7) % 10]} note {i}" for i in range(40)}
+    (data / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
+                                               for d, t in docs.items()))
+    (data / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": docs[f"d{i}"][:12]}) + "\n"
+                                                for i in range(8)))
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{i}\td{i}\t1\n" for i in range(8)))
+    out = tmp_path / "int8.json"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "bench", "int8", "--data", str(data), "--model", tiny_model,
+                           "--docs", "16", "--pairs", "16", "--rounds", "1", "--batch-size", "8", "--out", str(out)],
+                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["encode_docs_per_second"]) == set(result["rerank_pairs_per_second"]) == {"float32", "int8"}
+    quality = result["quality"]
+    assert quality["test_queries"] == 8 and quality["docs"] == 40
+    assert 0.0 <= quality["ndcg@10"]["int8"] <= 1.0 and -1.0 <= quality["doc_cosine_float32_vs_int8"]["min"] <= 1.0
+    assert quality["ndcg@10_change"] == round(quality["ndcg@10"]["int8"] - quality["ndcg@10"]["float32"], 4)
