@@ -23,7 +23,8 @@ ranks range_min+1 .. range_max, i.e. the Python slice ranking[range_min:range_ma
 number of top results skipped.
 
 Val groups (cheap checkpoint selection, reranking-style): pos = the query's positives, neg = the first
-`val_depth` non-positive documents of the first stage's ranking (no window, no margin, no random).
+`val_depth` non-positive documents of the first stage's ranking (no window, no margin, no random), one
+document per distinct text (a copy of a positive's text is neither).
 """
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ def mine(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, Any], tr
     miner = _Miner(corpus, stage, qtexts, cfg, seed, _rescorer(cfg["rescore_with"], device, security), given,
                    synthetic=synthetic, consistent=consistent)
     train_groups = [g for qid, pos in train_pos.items() if (g := miner.train_group(qid, pos)) is not None]
-    val_ids = [(qid, pos, miner.val_negatives(qid, pos)) for qid, pos in val_pos.items()]
+    val_ids = [(qid, *miner.val_ids(qid, pos)) for qid, pos in val_pos.items()]
     val_groups = [miner.group(qid, pos, neg) for qid, pos, neg in val_ids]
     stats = _stats(cfg, miner, train_groups, val_groups, n_train=len(train_qrels) - len(synthetic),
                    n_val=len(val_qrels), skipped=skipped, language=language)
@@ -408,10 +409,20 @@ class _Miner:
             neg += extra
         return self.group(qid, pos, neg, self.rescore)
 
-    def val_negatives(self, qid: str, pos: list[str]) -> list[str]:
-        """A val group's negatives: the first `val_depth` non-positives of the first stage's ranking."""
-        pos_set = set(pos)
-        return [d for d, _ in ranked(self.stage.run[qid]) if d not in pos_set][:self.cfg["val_depth"]]
+    def val_ids(self, qid: str, pos: list[str]) -> tuple[list[str], list[str]]:
+        """A val group's (positives, negatives), one document per distinct text, as the trainers read
+        groups (io.read_groups): negatives are the first `val_depth` other texts of the first stage's ranking."""
+        seen: dict[str, str] = {}
+        for d in pos:
+            seen.setdefault(self.text(d), d)
+        pos_ids, neg = list(seen.values()), []
+        for d, _ in ranked(self.stage.run[qid]):
+            if len(neg) == self.cfg["val_depth"]:
+                break
+            if self.text(d) not in seen:
+                seen[self.text(d)] = d
+                neg.append(d)
+        return pos_ids, neg
 
 
 def _stats(cfg: Mapping[str, Any], miner: _Miner, train_groups: list[dict], val_groups: list[dict], *,

@@ -88,6 +88,13 @@ def test_val_groups_are_top_non_positives_without_filters():
     assert stats["val_groups"] == 2
 
 
+def test_val_groups_hold_each_text_once_and_no_copy_of_a_positive():
+    corpus = {**CORPUS, "z1copy": dict(CORPUS["z1"]), "z3copy": dict(CORPUS["z3"])}
+    _, (v,), _ = mine(corpus, QUERIES, TRAIN, {"v": {"z1": 1, "z1copy": 1}}, cfg(range_max=3, val_depth=3), seed=0,
+                      security=defaults()["security"])
+    assert v["pos"] == ["zebra crossing road"] and v["neg"] == ["volcano eruption lava"]
+
+
 def test_same_inputs_and_seed_give_identical_groups():
     c = cfg(range_max=4, random_negatives=4)
     assert json.dumps(run(c, seed=7)) == json.dumps(run(c, seed=7))
