@@ -50,8 +50,9 @@ $(VEGA_STAMP):
 	touch $@
 
 # One pytest worker per core; the e2e tests that share the session's repro run on one of them.
+# The 15 slowest tests are listed at the end, to see where the time goes.
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=15
 
 bench: setup
 	$(PY) -m bench scifact --train-queries all
