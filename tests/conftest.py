@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns xdist_group marks into groups
 def pytest_collection_modifyitems(config, items):
     # `make test` runs on every core (pytest-xdist, --dist loadgroup). The tests that read the session's
     # one complete e2e repro (tests/e2e/conftest.py `reproduced`) share a worker, so it is built once.
