@@ -17,7 +17,8 @@ Steps (each resumable: a finished step's result is kept in the work folder and r
 3. flag      bench/recipes/flag_recipe.py: FlagEmbedding's mining and encoder-only fine-tuning.
 4. encode    ragtune's corpus encoding vs a bare `SentenceTransformer.encode` on the same texts.
 All systems share the budget in bench/scifact.yaml (base model, passage length, epochs, batch size, lr,
-negatives). Val (carved out of SciFact train) is the only split any choice is made on; test is reported.
+negatives); where ragtune's embedder.min_steps repeats a small training set within each epoch, the recipes
+get that many epochs, so every system goes through the data equally often. Val (carved out of SciFact train) is the only split any choice is made on; test is reported.
 Writes bench/results/<date>.json and .md.
 """
 from __future__ import annotations
@@ -112,7 +113,10 @@ def run_ragtune(work: Path, data: Path, config: dict, env: dict, train_queries: 
 
 
 def run_recipe(name: str, work: Path, config: dict, env: dict) -> dict:
-    budget = config["budget"]
+    # Same work: a recipe goes through the data as often as ragtune's embedder did (embedder.min_steps
+    # repeats a small training set within each epoch; the recipes have no such rule of their own).
+    passes = json.loads((work / "ragtune" / "metrics" / "train_embedder.json").read_text()).get("passes_per_epoch", 1)
+    budget = dict(config["budget"], epochs=config["budget"]["epochs"] * passes)
     out = work / name
     args = [sys.executable, "-m", f"bench.recipes.{name}_recipe", "--project", str(work / "ragtune"),
             "--out", str(out), "--model", model_path(budget["model"]), "--seed", str(config["seed"]),

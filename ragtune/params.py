@@ -218,6 +218,7 @@ class Embedder(Section):
     num_negatives: int = Field(1, ge=0, le=50)
     encode_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(0, ge=0)
+    min_steps: int = Field(16, ge=0)
     nproc: int = Field(1, ge=1)
 
 

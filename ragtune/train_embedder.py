@@ -22,7 +22,7 @@ from .embeddings import model_fingerprint, val_evaluator, val_samples
 from .errors import UserError
 from .io import BASE_VAL_METRICS, DISTILL_LOSSES, TEACHER_TEMPERATURE, atomic_output, read_groups, read_json
 from .tracking import open_live, quiet_progress, step_callback
-from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, run_stats
+from .training import Clock, checkpoint_step, clear_checkpoints, last_checkpoint, passes_per_epoch, run_stats
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     plan = _plan(counts["rows"], cfg, epochs, world, train_path)
     resume_from = _pick_checkpoint(checkpoint_dir, resume)
     evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"])
-    trainer = _trainer(model, columns, evaluator, cfg, plan, epochs=epochs, seed=seed, device=device,
+    trainer = _trainer(model, columns, evaluator, cfg, plan, seed=seed, device=device,
                        checkpoint_dir=checkpoint_dir, live_dir=live_dir, resumed=resume_from is not None)
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
@@ -151,6 +151,8 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
         "rows_dropped_no_negatives": counts["rows_dropped_no_negatives"],
         "num_negatives": cfg["num_negatives"],
         "steps_per_epoch": plan["steps_per_epoch"],
+        "passes_per_epoch": plan["passes_per_epoch"],
+        "min_steps": cfg["min_steps"],
         "loss": cfg["loss"],
         "improved": best_score > base_score,
         "resumed_from_step": checkpoint_step(resume_from) if resume_from else None,
@@ -218,19 +220,24 @@ def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path) ->
 
 
 def _plan(rows: int, cfg: dict, epochs: int, world: int, train_path: Path) -> dict[str, int]:
-    """Steps per epoch, total steps, evaluation interval and warmup steps."""
+    """Passes over the rows per epoch (enough for embedder.min_steps), steps per epoch, total steps,
+    evaluation interval and warmup steps."""
     batch_size = cfg["batch_size"]  # per process: a step takes world x batch_size rows
     if world > 1:
         # Only complete rounds of `world` full batches: every process must take the same number of steps
         # (sentence-transformers shards batches unevenly otherwise) and the gathered loss wants equal batches.
-        steps_per_epoch = rows // batch_size // world
-        if steps_per_epoch == 0:
+        steps_per_pass = rows // batch_size // world
+        if steps_per_pass == 0:
             raise UserError(f"{train_path}: {rows} rows make no full step of {world} processes x "
                             f"batch {batch_size}; lower embedder.batch_size or embedder.nproc")
     else:
-        steps_per_epoch = math.ceil(rows / batch_size)
+        steps_per_pass = math.ceil(rows / batch_size)
+    passes = passes_per_epoch(steps_per_pass, cfg["min_steps"])
+    steps_per_epoch = steps_per_pass * passes
     total_steps = steps_per_epoch * epochs
     return {
+        "passes_per_epoch": passes,
+        "train_passes": passes * epochs,  # the trainer's epochs: each a shuffled pass over the rows
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total_steps,
         "eval_steps": cfg["eval_steps"] or steps_per_epoch,  # 0 = once per epoch
@@ -251,7 +258,7 @@ def _pick_checkpoint(checkpoint_dir: Path, resume: bool) -> Path | None:
     return resume_from
 
 
-def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: int, seed: int, device: str,
+def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, seed: int, device: str,
              checkpoint_dir: Path, live_dir: Path | None, resumed: bool):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
@@ -262,7 +269,7 @@ def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: 
     eval_steps = plan["eval_steps"]
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
-        num_train_epochs=epochs,
+        num_train_epochs=plan["train_passes"],
         per_device_train_batch_size=cfg["batch_size"],
         per_device_eval_batch_size=cfg["encode_batch_size"],
         learning_rate=cfg["lr"],
@@ -306,10 +313,12 @@ def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, epochs: 
 def _log_plan(rows: int, cfg: dict, plan: dict, epochs: int, world: int, checkpoint_dir: Path,
               resume_from: Path | None) -> None:
     batch_size = cfg["batch_size"]
-    log.info("training %d rows, batch %d%s, %d steps per epoch, %d epoch(s), %d steps, warmup %d, lr %g, "
+    passes = plan["passes_per_epoch"]
+    repeated = f" ({passes} passes over the rows, to reach embedder.min_steps {cfg['min_steps']})" if passes > 1 else ""
+    log.info("training %d rows, batch %d%s, %d steps per epoch%s, %d epoch(s), %d steps, warmup %d, lr %g, "
              "loss %s%s; checkpoints in %s%s", rows, batch_size,
              f" per process x {world} processes = {batch_size * world} rows per step" if world > 1 else "",
-             plan["steps_per_epoch"], epochs, plan["total_steps"], plan["warmup_steps"], cfg["lr"], cfg["loss"],
+             plan["steps_per_epoch"], repeated, epochs, plan["total_steps"], plan["warmup_steps"], cfg["lr"], cfg["loss"],
              f" + matryoshka {cfg['matryoshka_dims']}" if cfg["matryoshka_dims"] else "",
              checkpoint_dir, f"; resuming from {resume_from.name}" if resume_from else "")
 

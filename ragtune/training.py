@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import time
@@ -53,6 +54,20 @@ def _is_json(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def passes_per_epoch(steps_per_pass: int, min_steps: int) -> int:
+    """How many times an epoch goes through the training rows: once, or as often as it takes to make
+    at least `min_steps` optimizer steps.
+
+    With a few dozen training queries one pass is a handful of steps, too few for the model to move
+    (SciFact, 100 queries, batch 32: 4 steps lifted val nDCG@10 by 0.009, 32 steps by 0.039). Whole
+    passes keep every row seen equally often; the user's `epochs` still multiplies the work, and val
+    still picks the best checkpoint at the end of each epoch.
+    """
+    if steps_per_pass <= 0 or min_steps <= steps_per_pass:
+        return 1
+    return math.ceil(min_steps / steps_per_pass)
 
 
 class Clock:

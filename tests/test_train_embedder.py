@@ -34,7 +34,8 @@ def data(tmp_path) -> dict:
 
 
 def _cfg(**over) -> dict:
-    cfg = dict(defaults()["embedder"], batch_size=4, max_seq_length=32, encode_batch_size=16, lr=1e-3)
+    # min_steps 0: one pass per epoch, so step counts below follow from rows and batch size alone.
+    cfg = dict(defaults()["embedder"], batch_size=4, max_seq_length=32, encode_batch_size=16, lr=1e-3, min_steps=0)
     cfg.update(over)
     return cfg
 
@@ -128,6 +129,26 @@ def test_train_saves_best_checkpoint_as_sentence_transformer(tiny_model, data, t
     steps = [int(row["step"]) for row in _tsv(live / "plots" / "metrics" / "eval" / "val_ndcg@10.tsv")]
     assert steps == [0, *map(int, stats["val_ndcg@10_by_step"])]
     assert int(_tsv(live / "plots" / "metrics" / "loss.tsv")[-1]["step"]) == stats["steps"]
+
+
+def test_min_steps_repeats_a_small_training_set_within_each_epoch(tiny_model, data, tmp_path, caplog):
+    caplog.set_level("INFO", logger="ragtune")
+    # 16 rows, batch 4: 4 steps per pass; min_steps 10 -> 3 passes, 12 steps per epoch; val once per epoch.
+    stats = _run(tiny_model, data, tmp_path, epochs=2, cfg=_cfg(min_steps=10))
+    assert stats["passes_per_epoch"] == 3 and stats["steps_per_epoch"] == 12 and stats["min_steps"] == 10
+    assert stats["epochs"] == 2 and stats["steps"] == 24
+    assert list(stats["val_ndcg@10_by_step"]) == ["12", "24"]
+    assert "3 passes over the rows, to reach embedder.min_steps 10" in caplog.text
+    # A set that already makes min_steps in one pass is not repeated.
+    one = _run(tiny_model, data, tmp_path, name="one", cfg=_cfg(min_steps=4))
+    assert one["passes_per_epoch"] == 1 and one["steps"] == 4
+
+
+def test_passes_per_epoch():
+    from ragtune.training import passes_per_epoch
+
+    assert [passes_per_epoch(s, 16) for s in (1, 4, 5, 15, 16, 17, 100)] == [16, 4, 4, 2, 1, 1, 1]
+    assert passes_per_epoch(4, 0) == 1 and passes_per_epoch(0, 16) == 1
 
 
 def _tsv(path: Path) -> list[dict]:
