@@ -149,7 +149,8 @@ def throughput(project: Path, stages: dict) -> dict:
             stats = read(f"{stage}.json")
             n, seconds = _first(stats, *items), _first(stats, "train_seconds", "wall_seconds")
             if n and seconds:
-                out[f"{stage}_{items[0].split('_')[1]}_per_second"] = round(n * stats["epochs"] / seconds, 1)
+                passes = stats["epochs"] * stats.get("passes_per_epoch", 1)  # embedder.min_steps repeats small sets
+                out[f"{stage}_{items[0].split('_')[1]}_per_second"] = round(n * passes / seconds, 1)
     if "mine" in stages:
         passages = sum(1 for _ in open(project / "data" / "raw" / "corpus.jsonl"))
         out["mine_passages_per_second"] = round(passages / stages["mine"]["wall_seconds"], 1)

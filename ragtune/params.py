@@ -145,7 +145,7 @@ class Ingest(Section):
     source: Literal["pydoc", "beir", "documents", "conversations", "groups"] = "pydoc"
     path: str = Field("data/input", min_length=1)
     strict: bool = True
-    max_passages: int = Field(1200, ge=10)
+    max_passages: int = Field(1000, ge=10)
     max_queries: int = Field(400, ge=10)
     chunk_unit: Literal["chars", "tokens"] = "chars"
     chunk_size: int = Field(1000, ge=20)
