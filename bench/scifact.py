@@ -190,7 +190,8 @@ def main(data: Path, work: Path, only: str, fresh: bool, setting: str) -> None:
         if saved.is_file():
             results[step] = json.loads(saved.read_text())
     write_report(results, config, machine, work, setting)
-    write_summary(SUMMARY, setting, results, machine["git_commit"])
+    # The commit of the pipeline code that made the numbers (a later report-only run may be at another).
+    write_summary(SUMMARY, setting, results, results.get("ragtune", {}).get("commit") or machine["git_commit"])
 
 
 def write_summary(path: Path, setting: str, results: dict, commit: str) -> dict:

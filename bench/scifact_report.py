@@ -84,6 +84,19 @@ def cost(results: dict) -> list[str]:
     return lines
 
 
+def repeated(results: dict) -> str:
+    """The sentence saying that ragtune's embedder.min_steps repeated the training rows, and the recipes
+    got as many epochs (bench.scifact.run_recipe); empty when it did not."""
+    rag = results.get("ragtune", {})
+    passes = rag.get("train_embedder", {}).get("passes_per_epoch", 1)
+    if passes <= 1:
+        return ""
+    epochs = rag["params"]["epochs"]
+    return (f"The training set is small: ragtune's embedder.min_steps made each epoch {passes} passes over its "
+            f"rows, and each recipe got {passes * epochs} epochs in place of {epochs}, so every system goes "
+            f"through the data {passes * epochs} times. ")
+
+
 def render(doc: dict) -> str:
     results, machine, budget = doc["results"], doc["machine"], doc["config"]["budget"]
     table, figures = quality(results)
@@ -93,7 +106,7 @@ def render(doc: dict) -> str:
              f"written {machine['load_average_at_start']}.",
              "Packages: " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v) + ".", "",
              "Budget shared by all systems: " + ", ".join(f"{k} {v}" for k, v in budget.items()) + ". "
-             "Training queries: SciFact train minus a carved-out val split (ragtune's prepare stage; the "
+             + repeated(results) + "Training queries: SciFact train minus a carved-out val split (ragtune's prepare stage; the "
              "recipes read the same split). Every choice is made on val; test is only reported.", "",
              "How to read it: every row is scored on SciFact's 300 test queries by the same code "
              "(`ragtune.metrics`, pytrec_eval). `ragtune:` rows are the pipeline's systems (a first stage, "

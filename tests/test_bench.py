@@ -293,3 +293,11 @@ def test_int8_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_m
     assert quality["test_queries"] == 8 and quality["docs"] == 40
     assert 0.0 <= quality["ndcg@10"]["int8"] <= 1.0 and -1.0 <= quality["doc_cosine_float32_vs_int8"]["min"] <= 1.0
     assert quality["ndcg@10_change"] == round(quality["ndcg@10"]["int8"] - quality["ndcg@10"]["float32"], 4)
+
+
+def test_report_says_when_the_recipes_got_ragtunes_passes():
+    from bench.scifact_report import repeated
+
+    assert repeated({}) == "" and repeated({"ragtune": {"train_embedder": {"passes_per_epoch": 1}}}) == ""
+    text = repeated({"ragtune": {"params": {"epochs": 2}, "train_embedder": {"passes_per_epoch": 4}}})
+    assert "4 passes over its rows" in text and "8 epochs in place of 2" in text
