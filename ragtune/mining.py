@@ -112,6 +112,10 @@ class _FirstStage:
         return [([float(x) for x in doc_emb[[index[d] for d in pos + neg]] @ q_emb[qid]], len(pos))
                 for qid, pos, neg in groups if neg]
 
+    def doc_embeddings(self) -> tuple[dict[str, int], np.ndarray] | None:
+        """({docid: row}, corpus embeddings) of a dense or hybrid first stage; None for BM25."""
+        return None if self._dense is None else (self._dense[0], self._dense[1])
+
     def score(self, qid: str, docid: str) -> float:
         """The first stage's score for any document (hybrid: its fused score, 0 if in neither list)."""
         if docid in self.run[qid]:
@@ -210,10 +214,10 @@ def _consistent(corpus: Mapping[str, Mapping[str, str]], synthetic: Mapping[str,
         if s["pos_text"] != doc_text(corpus[s["docid"]]):
             cloze[s["docid"]] = {"title": "", "text": s["pos_text"]}
     doc_emb = None
-    if main._dense is not None:
+    if (dense := main.doc_embeddings()) is not None:
         from .embeddings import encode_corpus
 
-        pos, doc_emb = main._dense[0], main._dense[1].copy()
+        pos, doc_emb = dense[0], dense[1].copy()
         changed = sorted(d for d in cloze if cloze[d] is not corpus[d])
         if changed:
             emb = stage_kw["embedder"]
