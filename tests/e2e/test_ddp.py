@@ -98,7 +98,8 @@ def _same_curves(live_ddp: Path, live_one: Path) -> None:
 def test_embedder_trains_one_model_on_two_processes(workdir, model):
     proc = _stage("embedder", workdir)
     stats = _check_two_process_run("embedder", proc, workdir, "8 rows")
-    assert stats["steps"] == 32 // 8 and stats["effective_batch_size"] == 8
+    # 32 rows, 8 per step: 4 steps per pass; embedder.min_steps (16) counts the steps of both processes.
+    assert stats["passes_per_epoch"] == 4 and stats["steps"] == 4 * (32 // 8) and stats["effective_batch_size"] == 8
 
     from sentence_transformers import SentenceTransformer
 
