@@ -61,8 +61,17 @@ def _setup_logging() -> None:
         warnings.filterwarnings("ignore", message=r"`max_length` is ignored when `padding`=`True`")
 
 
+_signalled: list[int] = []  # the signals received, so a wrapped KeyboardInterrupt is still recognised
+
+
 def _sigterm(signum, frame):  # turn SIGTERM into an exception so atomic writes clean up
+    _signalled.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _interrupted(name: str, reason: str) -> None:
+    print(f"error: stage {name} interrupted ({reason}); no output was half-written", file=sys.stderr)
+    sys.exit(130)
 
 
 @contextlib.contextmanager
@@ -91,8 +100,12 @@ def stage(name: str, params_path: str = "params.yaml") -> Iterator[dict]:
         print(f"error: {where}{e.strerror or e}; outputs already written are unchanged", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:
-        print(f"error: stage {name} interrupted ({e or 'Ctrl-C'}); no output was half-written",
-              file=sys.stderr)
-        sys.exit(130)
+        _interrupted(name, str(e) or "Ctrl-C")
+    except Exception:
+        # A signal that lands inside a library's lazy import comes out wrapped (transformers re-raises it
+        # as ModuleNotFoundError); it is still the interruption, not a bug to show a traceback for.
+        if not _signalled:
+            raise
+        _interrupted(name, f"signal {_signalled[0]}")
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 
