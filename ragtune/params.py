@@ -219,6 +219,7 @@ class Embedder(Section):
     encode_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(0, ge=0)
     min_steps: int = Field(16, ge=0)
+    attention_dropout: Optional[Share] = None
     nproc: int = Field(1, ge=1)
 
 
