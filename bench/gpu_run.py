@@ -40,6 +40,7 @@ import yaml
 from .gpu_report import verdict
 from .machine import describe
 from .scifact import CONFIG, ROOT, measured, ragtune_params, stage_names
+from .scifact_report import passes_over_data
 
 BASELINE = ROOT / "bench" / "results" / "2026-12-01.json"
 TOLERANCE = 0.01
@@ -149,7 +150,7 @@ def throughput(project: Path, stages: dict) -> dict:
             stats = read(f"{stage}.json")
             n, seconds = _first(stats, *items), _first(stats, "train_seconds", "wall_seconds")
             if n and seconds:
-                passes = stats["epochs"] * stats.get("passes_per_epoch", 1)  # embedder.min_steps repeats small sets
+                passes = passes_over_data(stats["epochs"], stats)
                 out[f"{stage}_{items[0].split('_')[1]}_per_second"] = round(n * passes / seconds, 1)
     if "mine" in stages:
         passages = sum(1 for _ in open(project / "data" / "raw" / "corpus.jsonl"))

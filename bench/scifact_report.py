@@ -61,6 +61,12 @@ def speed(results: dict) -> list[str]:
     return lines
 
 
+def passes_over_data(epochs: int, train_stats: dict) -> int:
+    """How often a trainer went through its rows: epochs x the passes per epoch that embedder.min_steps
+    added for a small training set (a trainer's metrics file records them; 1 when absent)."""
+    return epochs * train_stats.get("passes_per_epoch", 1)
+
+
 def cost(results: dict) -> list[str]:
     """CPU-seconds per 1k training queries per pass over them, for each trainer."""
     lines = ["| trainer | training queries | passes over the data | CPU s | CPU s per 1k queries per pass |",
@@ -69,8 +75,7 @@ def cost(results: dict) -> list[str]:
         rag = results["ragtune"]
         queries = rag["splits"]["train"]["queries"]
         for stage in ("train_embedder", "train_reranker"):
-            # embedder.min_steps repeats a small training set within each epoch
-            epochs = rag["params"]["epochs"] * rag.get(stage, {}).get("passes_per_epoch", 1)
+            epochs = passes_over_data(rag["params"]["epochs"], rag.get(stage, {}))
             cpu = rag["stages"][stage]["cpu_seconds"]
             per_1k = f"{cpu / (queries / 1000) / epochs:.0f}" if queries else "- (no real queries)"
             lines.append(f"| ragtune {stage} (whole stage, incl. val scoring) | {queries} | {epochs} | {cpu:.0f} | "
@@ -92,9 +97,10 @@ def repeated(results: dict) -> str:
     if passes <= 1:
         return ""
     epochs = rag["params"]["epochs"]
+    total = passes_over_data(epochs, rag["train_embedder"])
     return (f"The training set is small: ragtune's embedder.min_steps made each epoch {passes} passes over its "
-            f"rows, and each recipe got {passes * epochs} epochs in place of {epochs}, so every system goes "
-            f"through the data {passes * epochs} times. ")
+            f"rows, and each recipe got {total} epochs in place of {epochs}, so every system goes "
+            f"through the data {total} times. ")
 
 
 def render(doc: dict) -> str:

@@ -196,50 +196,46 @@ def test_full_disk_is_one_line_and_the_old_output_survives(tmp_path, tiny_disk):
     assert not (tmp_path / "splits.json").exists()
 
 
-def test_disk_errors_outside_atomic_writes_are_one_line(tmp_path, monkeypatch, capsys):
-    # A library writing on its own (a trainer's checkpoint) can hit a full disk too; simulated here.
+@pytest.fixture
+def in_process_stage(tmp_path, monkeypatch):
+    """For `cli.stage` run in the test process: a project folder with params, the environment the stage
+    sets restored afterwards, and the SIGTERM handler it installs removed again."""
     monkeypatch.chdir(tmp_path)
     for name in ("HF_HOME", "TOKENIZERS_PARALLELISM", "DVCLIVE_OPEN", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG"):
         monkeypatch.setenv(name, os.environ[name]) if name in os.environ else monkeypatch.delenv(name, raising=False)
-    (tmp_path / "params.yaml").write_text("seed: 1\n")
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            with cli.stage("demo"):
-                raise OSError(errno.ENOSPC, "No space left on device", "checkpoints/embedder/checkpoint-4")
-        assert exit_info.value.code == 1
-        err = capsys.readouterr().err
-        assert "error: checkpoints/embedder/checkpoint-4: No space left on device; outputs already written " \
-               "are unchanged\n" in err
-        with pytest.raises(ZeroDivisionError):  # a bug is still a bug: a traceback, not a tidy line
-            with cli.stage("demo"):
-                1 / 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def test_sigterm_wrapped_by_a_library_is_still_the_interruption(tmp_path, monkeypatch, capsys):
-    # SIGTERM landing inside transformers' lazy import comes out as ModuleNotFoundError (seen in CI-style
-    # runs of test_sigterm_mid_stage...); the stage still reports the interruption in one line.
-    monkeypatch.chdir(tmp_path)
-    for name in ("HF_HOME", "TOKENIZERS_PARALLELISM", "DVCLIVE_OPEN", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG"):
-        monkeypatch.setenv(name, os.environ[name]) if name in os.environ else monkeypatch.delenv(name, raising=False)
-    (tmp_path / "params.yaml").write_text("seed: 1\n")
-    previous = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(cli, "_signalled", [])
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            with cli.stage("demo"):
-                try:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    time.sleep(5)
-                except KeyboardInterrupt as e:
-                    raise ModuleNotFoundError("Could not import module 'set_seed'") from e
-        assert exit_info.value.code == 130
-        assert capsys.readouterr().err.endswith(
-            "error: stage demo interrupted (signal 15); no output was half-written\n")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_disk_errors_outside_atomic_writes_are_one_line(in_process_stage, capsys):
+    # A library writing on its own (a trainer's checkpoint) can hit a full disk too; simulated here.
+    with pytest.raises(SystemExit) as exit_info:
+        with cli.stage("demo"):
+            raise OSError(errno.ENOSPC, "No space left on device", "checkpoints/embedder/checkpoint-4")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: checkpoints/embedder/checkpoint-4: No space left on device; outputs already written " \
+           "are unchanged\n" in err
+    with pytest.raises(ZeroDivisionError):  # a bug is still a bug: a traceback, not a tidy line
+        with cli.stage("demo"):
+            1 / 0
+
+
+def test_sigterm_wrapped_by_a_library_is_still_the_interruption(in_process_stage, capsys):
+    # SIGTERM landing inside transformers' lazy import comes out as ModuleNotFoundError (seen in the e2e
+    # SIGTERM test); the stage still reports the interruption in one line.
+    with pytest.raises(SystemExit) as exit_info:
+        with cli.stage("demo"):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt as e:
+                raise ModuleNotFoundError("Could not import module 'set_seed'") from e
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.endswith("error: stage demo interrupted (signal 15); no output was half-written\n")
 
 
 # ---------------------------------------------------------------- bad input files, caught at ingest

@@ -144,23 +144,17 @@ def test_min_steps_repeats_a_small_training_set_within_each_epoch(tiny_model, da
     assert one["passes_per_epoch"] == 1 and one["steps"] == 4
 
 
-def test_attention_dropout_reaches_the_model_config(tiny_model, tmp_path):
+def test_attention_dropout_reaches_the_model_config(tiny_model, data, tmp_path):
     from ragtune.train_embedder import _attention_dropout
 
     security = defaults()["security"]
     assert _attention_dropout(tiny_model, None, security) == {}
     assert _attention_dropout(tiny_model, 0.0, security) == {"attention_probs_dropout_prob": 0.0}
-    stats = _run(tiny_model, _data(tmp_path), tmp_path, cfg=_cfg(attention_dropout=0.0))
+    stats = _run(tiny_model, data, tmp_path, cfg=_cfg(attention_dropout=0.0))
     assert stats["steps"] == 4  # trains as before
     from sentence_transformers import SentenceTransformer
 
     assert SentenceTransformer(str(tmp_path / "out"), device="cpu")[0].auto_model.config.attention_probs_dropout_prob == 0.0
-
-
-def _data(tmp_path: Path) -> dict:
-    write_jsonl(tmp_path / "train.jsonl", _groups(12))
-    write_jsonl(tmp_path / "val.jsonl", _groups(6, offset=3))
-    return {"train_path": tmp_path / "train.jsonl", "val_path": tmp_path / "val.jsonl"}
 
 
 def test_passes_per_epoch():
