@@ -224,6 +224,28 @@ def check_model_dir(path: str, security: Mapping[str, bool]) -> None:
                         f"them set security.allow_pickle: true in params.yaml")
 
 
+# Config keys of attention dropout: BERT family (MiniLM, BGE, E5); DistilBERT, ModernBERT and others.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def attention_dropout_overrides(path: str | Path, value: float | None, security: Mapping[str, bool],
+                                key: str) -> dict[str, float]:
+    """Config overrides that set the model's attention dropout to `value` (None: the model's own), for the
+    params key `key`. On CPU, attention dropout takes PyTorch's SDPA off its fused kernel: with it off, a
+    MiniLM training step ran 2.4x faster (SciFact, 100 queries, 16 steps: val nDCG@10 0.660 vs 0.649,
+    test 0.6457 vs 0.6462)."""
+    if value is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=security["trust_remote_code"])
+    keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+    if not keys:
+        raise UserError(f"params.yaml: {key}: the model's config ({type(config).__name__}) "
+                        f"has none of {', '.join(ATTENTION_DROPOUT_KEYS)}; set it to null")
+    return {k: float(value) for k in keys}
+
+
 def pick_device(device: str = "auto") -> str:
     import torch
 

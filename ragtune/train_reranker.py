@@ -332,7 +332,10 @@ def _load_start(start: str, cfg: dict, security: Mapping[str, bool]):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=security["trust_remote_code"])
-    hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1,
+    from .models import attention_dropout_overrides
+
+    dropout = attention_dropout_overrides(start, cfg["attention_dropout"], security, "reranker.attention_dropout")
+    hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1, **dropout,
                                                                   trust_remote_code=security["trust_remote_code"])
     limits = [cfg["max_length"], getattr(hf_model.config, "max_position_embeddings", None) or 10**9]
     if tokenizer.model_max_length and tokenizer.model_max_length < 10**6:

@@ -145,11 +145,12 @@ def test_min_steps_repeats_a_small_training_set_within_each_epoch(tiny_model, da
 
 
 def test_attention_dropout_reaches_the_model_config(tiny_model, data, tmp_path):
-    from ragtune.train_embedder import _attention_dropout
+    from ragtune.models import attention_dropout_overrides
 
     security = defaults()["security"]
-    assert _attention_dropout(tiny_model, None, security) == {}
-    assert _attention_dropout(tiny_model, 0.0, security) == {"attention_probs_dropout_prob": 0.0}
+    key = "embedder.attention_dropout"
+    assert attention_dropout_overrides(tiny_model, None, security, key) == {}
+    assert attention_dropout_overrides(tiny_model, 0.0, security, key) == {"attention_probs_dropout_prob": 0.0}
     stats = _run(tiny_model, data, tmp_path, cfg=_cfg(attention_dropout=0.0))
     assert stats["steps"] == 4  # trains as before
     from sentence_transformers import SentenceTransformer

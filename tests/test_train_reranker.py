@@ -162,6 +162,13 @@ def test_lora_is_merged_into_a_plain_model(tiny, data, tmp_path):
                        security=defaults()["security"]).shape == (1,)
 
 
+def test_attention_dropout_reaches_the_trained_model(tiny, data, tmp_path):
+    stats = _train(tiny, data, tmp_path, attention_dropout=0.0, live=False)
+    assert stats["steps"] > 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["attention_probs_dropout_prob"] == 0.0
+
+
 def test_bad_lora_targets_name_the_param(tiny, data, tmp_path):
     with pytest.raises(UserError, match="reranker.lora_target_modules"):
         _train(tiny, data, tmp_path, lora=True, lora_target_modules=["nonexistent"], live=False)
