@@ -219,7 +219,7 @@ class Embedder(Section):
     encode_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(0, ge=0)
     min_steps: int = Field(16, ge=0)
-    attention_dropout: Optional[Share] = None
+    attention_dropout: Optional[Share] = 0.0
     nproc: int = Field(1, ge=1)
 
 
@@ -234,7 +234,7 @@ class Reranker(Section):
     eval_steps: int = Field(0, ge=0)
     val_negatives: int = Field(9, ge=1)
     distill_weight: Num = Field(0.0, ge=0.0)
-    attention_dropout: Optional[Share] = None
+    attention_dropout: Optional[Share] = 0.0
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
