@@ -234,7 +234,7 @@ class Reranker(Section):
     eval_steps: int = Field(0, ge=0)
     val_negatives: int = Field(9, ge=1)
     distill_weight: Num = Field(0.0, ge=0.0)
-    attention_dropout: Optional[Share] = 0.0
+    attention_dropout: Optional[Share] = None
     lora: bool = False
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
