@@ -36,7 +36,7 @@ import click
 import yaml
 
 from .machine import describe, git_commit
-from .scifact_report import SETTINGS, update_summary
+from .scifact_report import SETTINGS, passes_over_data, update_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "bench" / "scifact.yaml"
@@ -115,8 +115,8 @@ def run_ragtune(work: Path, data: Path, config: dict, env: dict, train_queries: 
 def run_recipe(name: str, work: Path, config: dict, env: dict) -> dict:
     # Same work: a recipe goes through the data as often as ragtune's embedder did (embedder.min_steps
     # repeats a small training set within each epoch; the recipes have no such rule of their own).
-    passes = json.loads((work / "ragtune" / "metrics" / "train_embedder.json").read_text()).get("passes_per_epoch", 1)
-    budget = dict(config["budget"], epochs=config["budget"]["epochs"] * passes)
+    stats = json.loads((work / "ragtune" / "metrics" / "train_embedder.json").read_text())
+    budget = dict(config["budget"], epochs=passes_over_data(config["budget"]["epochs"], stats))
     out = work / name
     args = [sys.executable, "-m", f"bench.recipes.{name}_recipe", "--project", str(work / "ragtune"),
             "--out", str(out), "--model", model_path(budget["model"]), "--seed", str(config["seed"]),

@@ -331,9 +331,9 @@ def _load_start(start: str, cfg: dict, security: Mapping[str, bool]):
     both the model and params allow."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=security["trust_remote_code"])
     from .models import attention_dropout_overrides
 
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=security["trust_remote_code"])
     dropout = attention_dropout_overrides(start, cfg["attention_dropout"], security, "reranker.attention_dropout")
     hf_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1, **dropout,
                                                                   trust_remote_code=security["trust_remote_code"])
