@@ -2,9 +2,9 @@
 
 Corpus embeddings are the expensive part (minutes on CPU) and several stages need the same ones (mine and
 evaluate both encode the corpus with the base model), so they are cached under `.cache/embeddings/`
-(not a DVC output) keyed by what determines them: the model's files (or its hub id), the texts, and
-max_seq_length. A retrained or merged model has different weights, hence a different key. The cache is
-written in shards of SHARD_DOCS documents, so a corpus of millions is encoded shard by shard, resumably,
+(not a DVC output) keyed by what determines them: the model's files (or its hub id), the texts,
+max_seq_length and the inference dtype. A retrained or merged model has different weights, hence a
+different key. The cache is written in shards of SHARD_DOCS documents, so a corpus of millions is encoded shard by shard, resumably,
 and by several processes at once (stages/encode_corpus.py). Query embeddings are cheap and never cached.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from . import distributed
 from .io import atomic_output
-from .models import pick_device, resolve_model
+from .models import autocast_dtype, pick_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,18 @@ def fill_cache(model_path: str, texts: list[str], *, batch_size: int, max_seq_le
                ) -> list[tuple[Path, list[str]]]:
     """Encode whatever the cache lacks of `texts`; return its shards [(file, texts)].
 
-    The cache key covers the model files (or hub id), the texts in order, and max_seq_length, so a
-    cached array is reused only when it would come out the same. Each file holds SHARD_DOCS documents:
-    encoding memory is bounded by a shard, a killed run resumes at the first missing shard, and under
+    The cache key covers the model files (or hub id), the texts in order, max_seq_length and the autocast
+    dtype (ragtune.models.inference_precision), so a cached array is reused only when it would come out
+    the same (float32 keys are those of caches written before there was a choice). Each file holds
+    SHARD_DOCS documents: encoding memory is bounded by a shard, a killed run resumes at the first missing shard, and under
     torchrun each process encodes every world_size-th shard (stages/encode_corpus.py --processes N).
     """
     path = resolve_model(model_path)
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
-    key = hashlib.sha256("|".join([model_fingerprint(path), texts_fingerprint(texts),
-                                   str(max_seq_length), "document"]).encode()).hexdigest()[:32]
+    precision = autocast_dtype(pick_device(device))  # under a stage's inference_precision, e.g. bfloat16
+    key = hashlib.sha256("|".join([model_fingerprint(path), texts_fingerprint(texts), str(max_seq_length),
+                                   "document"] + ([precision] if precision != "float32" else [])
+                                  ).encode()).hexdigest()[:32]
     n = math.ceil(len(texts) / SHARD_DOCS)
     shards = [(cache_dir / f"{key}-{i:05d}-of-{n:05d}.npy", texts[i * SHARD_DOCS:(i + 1) * SHARD_DOCS])
               for i in range(n)]

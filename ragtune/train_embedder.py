@@ -208,14 +208,15 @@ def _load_model(base: str, cfg: dict, device: str, security: Mapping[str, bool])
 
 def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path) -> dict[str, float]:
     """The base model's val metrics: mine's (BASE_VAL_METRICS), when it ranked the same val groups with the
-    same model files and max_seq_length by cosine, as the evaluator does; else the evaluator's."""
+    same model files, max_seq_length and float32 by cosine, as the evaluator does; else the evaluator's."""
     from .models import resolve_model
 
     scored = val_path.parent / BASE_VAL_METRICS
     if scored.is_file() and model.similarity_fn_name == "cosine":
         doc = read_json(scored)
         if (doc.get("model_fingerprint") == model_fingerprint(resolve_model(base))
-                and doc.get("max_seq_length") == cfg["max_seq_length"]):
+                and doc.get("max_seq_length") == cfg["max_seq_length"]
+                and doc.get("inference_dtype", "float32") == "float32"):  # the evaluator runs in float32
             log.info("val metrics of the base model from %s (mine ranked val with its embeddings)", scored)
             return {f"{VAL_NAME}_{k}": float(v) for k, v in doc["metrics"].items()}
     return evaluator(model)

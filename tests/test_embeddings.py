@@ -94,3 +94,15 @@ def test_sharded_cache_resumes_and_splits_across_processes(tiny_model, tmp_path,
     np.testing.assert_array_equal(again[0], np.full(32, 0.5, dtype=np.float32))
     np.testing.assert_allclose(again[1:], whole[1:], atol=1e-6)
     assert files[2].is_file()
+
+
+def test_bfloat16_autocast_has_its_own_cache_entry_and_close_embeddings(tiny_model, tmp_path):
+    from ragtune.models import inference_precision
+
+    full = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY)
+    with inference_precision("bfloat16", "cpu"):
+        half = encode_corpus(tiny_model, TEXTS, device="cpu", cache_dir=tmp_path, security=SECURITY)
+        assert encode_queries(tiny_model, TEXTS, device="cpu", security=SECURITY).dtype == np.float32
+    assert half.dtype == np.float32 and len(list(tmp_path.glob("*.npy"))) == 2  # not float32's cache
+    assert not np.array_equal(half, full)  # bfloat16 really ran
+    assert (half * full).sum(axis=1).min() > 0.99  # cosine to the float32 embedding

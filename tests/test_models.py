@@ -244,3 +244,21 @@ def test_linear_schedule_trains_from_the_first_step():
     assert lrs[0] > 0  # transformers' "linear" warmup gives step 1 a learning rate of 0
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lrs[4:] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7])  # then transformers' decay
+
+
+def test_inference_dtype_auto_follows_the_hardware_and_autocast_is_scoped():
+    assert models.pick_inference_dtype("float32", "cpu") == "float32"
+    assert models.pick_inference_dtype("bfloat16", "cpu") == "bfloat16"
+    assert models.pick_inference_dtype("auto", "cpu") == ("bfloat16" if models.native_bfloat16("cpu") else "float32")
+    assert models.pick_inference_dtype("auto", "mps") == "float32"
+    assert models.autocast_dtype("cpu") == "float32"
+    with models.inference_precision("bfloat16", "cpu") as dtype:
+        assert dtype == "bfloat16" and models.autocast_dtype("cpu") == "bfloat16"
+    with models.inference_precision("float32", "cpu") as dtype:
+        assert dtype == "float32" and models.autocast_dtype("cpu") == "float32"
+    assert models.autocast_dtype("cpu") == "float32"  # off again after the block
+
+
+def test_inference_dtype_is_a_checked_param():
+    with pytest.raises(UserError, match="inference_dtype"):
+        params.validate({"inference_dtype": "int8"})

@@ -85,3 +85,13 @@ def test_interpolate():
     assert interpolate({"x": {"a": 1.0}}, reranked, 0.5, depth=3)["x"] == {"a": 1.0}
     with pytest.raises(UserError, match="alpha"):
         interpolate(first, reranked, 1.5)
+
+
+def test_bfloat16_autocast_scores_close_to_float32(reranker):
+    from ragtune.models import inference_precision
+
+    full = score_pairs(reranker, PAIRS, batch_size=3, max_length=64, security=SECURITY)
+    with inference_precision("bfloat16", "cpu"):
+        half = score_pairs(reranker, PAIRS, batch_size=3, max_length=64, security=SECURITY)
+    assert half.dtype == np.float32 and not np.array_equal(half, full)
+    np.testing.assert_allclose(half, full, atol=0.05 * np.abs(full).max())

@@ -270,3 +270,7 @@ def test_base_val_metrics_come_from_mine_when_it_scored_the_same_model(tiny_mode
     write_json(scored, {"model_fingerprint": model_fingerprint(tiny_model), "max_seq_length": 64,
                         "metrics": metrics})
     assert _run(tiny_model, data, tmp_path, name="own")["val_ndcg@10_before"] != 0.123456
+    # Mine scored in bfloat16 (inference_dtype), the evaluator runs in float32: not the same numbers.
+    write_json(scored, {"model_fingerprint": model_fingerprint(tiny_model), "max_seq_length": 32,
+                        "inference_dtype": "bfloat16", "metrics": metrics})
+    assert _run(tiny_model, data, tmp_path, name="bf16")["val_ndcg@10_before"] != 0.123456

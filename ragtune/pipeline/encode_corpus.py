@@ -6,7 +6,7 @@ from .. import distributed
 from ..embeddings import DEFAULT_CACHE_DIR, fill_cache
 from ..io import doc_text, read_corpus
 from ..logs import summary
-from ..models import checked_model, pick_device
+from ..models import checked_model, inference_precision, pick_device
 
 
 def run(params: dict, *, corpus_path: str, model: str | None) -> None:
@@ -17,9 +17,10 @@ def run(params: dict, *, corpus_path: str, model: str | None) -> None:
     device = distributed.init(pick_device(params["device"]))
     try:
         # Only the cache is filled: no process holds more than a shard of embeddings.
-        shards = fill_cache(path, [doc_text(corpus[d]) for d in corpus], batch_size=emb["encode_batch_size"],
-                            max_seq_length=emb["max_seq_length"], device=device, cache_dir=DEFAULT_CACHE_DIR,
-                            security=params["security"])
+        with inference_precision(params["inference_dtype"], device):
+            shards = fill_cache(path, [doc_text(corpus[d]) for d in corpus], batch_size=emb["encode_batch_size"],
+                                max_seq_length=emb["max_seq_length"], device=device, cache_dir=DEFAULT_CACHE_DIR,
+                                security=params["security"])
     finally:
         distributed.finish()
     if distributed.is_main():

@@ -6,7 +6,7 @@ from pathlib import Path
 from ..io import write_json
 from ..logs import summary
 from ..merge import merge_models, pick_weight
-from ..models import check_model_dir, local_model_dir
+from ..models import check_model_dir, inference_precision, local_model_dir, pick_device
 
 
 def run(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: str, embedder_out: str,
@@ -18,8 +18,9 @@ def run(params: dict, *, embedder_dir: str, reranker_dir: str, negatives_dir: st
         check_model_dir(base, params["security"])
         weight, grid_scores = cfg["weight"], None
         if weight == "auto":
-            weight, grid_scores = pick_weight(kind, finetuned, base, Path(negatives_dir) / "val.jsonl",
-                                              cfg["grid"], params)
+            with inference_precision(params["inference_dtype"], pick_device(params["device"])):
+                weight, grid_scores = pick_weight(kind, finetuned, base, Path(negatives_dir) / "val.jsonl",
+                                                  cfg["grid"], params)
         stats = merge_models(finetuned, base, float(weight), out)
         if grid_scores is not None:
             stats["val_ndcg@10_by_weight"] = grid_scores

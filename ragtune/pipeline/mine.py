@@ -8,7 +8,7 @@ from ..errors import UserError
 from ..io import BASE_VAL_METRICS, atomic_output, read_corpus, read_qrels, read_queries, write_json, write_jsonl
 from ..logs import summary
 from ..mining import mine as mine_groups
-from ..models import checked_model, pick_device
+from ..models import checked_model, inference_precision, pick_device
 from ..retrieval import query_text
 from ..synthetic import SYNTHETIC_PREFIX, synthesize
 
@@ -26,10 +26,12 @@ def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stat
     train_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "train.tsv")
     val_qrels, _ = read_qrels(Path(prepared_dir) / "qrels" / "val.tsv")
     synthetic, syn_stats = _synthetic(params, corpus, queries, prepared_dir)
-    train_groups, val_groups, stats = mine_groups(
-        corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
-        device=pick_device(params["device"]), cache_dir=DEFAULT_CACHE_DIR, language=params["language"],
-        security=params["security"], synthetic=synthetic, consistency_k=params["synthetic"]["top_k"])
+    device = pick_device(params["device"])
+    with inference_precision(params["inference_dtype"], device) as dtype:
+        train_groups, val_groups, stats = mine_groups(
+            corpus, queries, train_qrels, val_qrels, params["mine"], seed=params["seed"], embedder=embedder,
+            device=device, cache_dir=DEFAULT_CACHE_DIR, language=params["language"],
+            security=params["security"], synthetic=synthetic, consistency_k=params["synthetic"]["top_k"])
     stats["synthetic_generation"] = syn_stats
     if not train_groups:
         raise UserError("mine: no training groups (are there train queries with positives?)")
@@ -39,6 +41,7 @@ def run(params: dict, *, corpus_path: str, prepared_dir: str, out_dir: str, stat
         if stats["val_base_embedder"] is not None:  # dense mining scored val with the base embedder
             write_json(tmp / BASE_VAL_METRICS, {"model_fingerprint": model_fingerprint(embedder["base"]),
                                                 "max_seq_length": embedder["max_seq_length"],
+                                                "inference_dtype": dtype,
                                                 "metrics": stats["val_base_embedder"]})
     write_json(stats_path, stats)
     summary(f"{len(train_groups)} train groups ({stats['groups_real']} real, {stats['groups_synthetic']} "
