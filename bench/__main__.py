@@ -3,7 +3,7 @@ import runpy
 import sys
 
 BENCHES = {"scifact": "bench.scifact", "repro": "bench.repro_time", "ingest_scale": "bench.ingest_scale",
-           "load": "bench.load", "encode_scale": "bench.encode_scale", "int8": "bench.int8"}
+           "load": "bench.load", "encode_scale": "bench.encode_scale", "precision": "bench.precision"}
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "scifact"

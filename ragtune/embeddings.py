@@ -201,24 +201,35 @@ def val_samples(groups: list[dict]) -> list[dict]:
     return [{"query": g["query"], "positive": g["pos"], "negative": g["neg"]} for g in groups if g["neg"]]
 
 
-def val_evaluator(samples: list[dict], *, name: str, batch_size: int):
+def val_evaluator(samples: list[dict], *, name: str, batch_size: int, dtype: str = "float32", device: str = "cpu"):
     """sentence-transformers' RerankingEvaluator over `samples` ({"query", "positive", "negative"}) with
     its metrics computed by ragtune.metrics (pytrec_eval, the code that scores test) instead of sklearn,
     whose nDCG averages over ties where trec_eval orders them. Keys stay the evaluator's own
-    (`<name>_ndcg@10`, `<name>_mrr@10`, `<name>_map`), so the trainer picks checkpoints on that nDCG@10."""
+    (`<name>_ndcg@10`, `<name>_mrr@10`, `<name>_map`), so the trainer picks checkpoints on that nDCG@10.
+    It encodes under autocast at `dtype` on `device` (ragtune.models.autocast), as evaluate will."""
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
 
     from .metrics import score_ranked_lists
+    from .models import autocast
 
     class ValEvaluator(RerankingEvaluator):
         def compute_metrics(self, model):
-            queries = self.embed_inputs(model, [s["query"] for s in self.samples], encode_fn_name="query",
-                                        show_progress_bar=self.show_progress_bar)
+            import torch
+
             texts = [t for s in self.samples for t in s["positive"] + s["negative"]]
             row = {t: i for i, t in enumerate(dict.fromkeys(texts))}  # val groups share many passages
-            unique = self.embed_inputs(model, list(row), encode_fn_name="document",
-                                       show_progress_bar=self.show_progress_bar)
+            with autocast(dtype, device):
+                queries = self.embed_inputs(model, [s["query"] for s in self.samples], encode_fn_name="query",
+                                            show_progress_bar=self.show_progress_bar)
+                unique = self.embed_inputs(model, list(row), encode_fn_name="document",
+                                           show_progress_bar=self.show_progress_bar)
+            # Cosines in float32 even inside a stage's autocast: bfloat16 scores would tie.
+            queries, unique = torch.as_tensor(queries).float(), torch.as_tensor(unique).float()
             docs = unique[[row[t] for t in texts]]
+            with torch.autocast(device_type=queries.device.type, enabled=False):
+                return self._ranked_lists_metrics(queries, docs)
+
+        def _ranked_lists_metrics(self, queries, docs):
             lists, start = [], 0
             for query, s in zip(queries, self.samples):
                 n = len(s["positive"]) + len(s["negative"])

@@ -45,9 +45,11 @@ def score_loaded(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: 
     scores = np.zeros(len(pairs), dtype=np.float32)
     # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    from .models import float32_head
+
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), float32_head(model):
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
                           disable=not (progress and progress_bars()) or len(order) <= batch_size,
                           leave=False):

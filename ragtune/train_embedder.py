@@ -102,8 +102,10 @@ def _make_loss(model, cfg: dict, gather: bool = False):
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
-    """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`.
+                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32"
+                   ) -> dict | None:
+    """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`;
+    val is encoded in `inference_dtype` (params' picked for the device: ragtune.models.pick_inference_dtype).
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
     If no checkpoint beats the base on val, the best checkpoint is still saved (so `evaluate` shows
@@ -124,13 +126,14 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     world = distributed.world_size()
     plan = _plan(counts["rows"], cfg, epochs, world, train_path)
     resume_from = _pick_checkpoint(checkpoint_dir, resume)
-    evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"])
+    evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"], dtype=inference_dtype,
+                              device=device)
     trainer = _trainer(model, columns, evaluator, cfg, plan, seed=seed, device=device,
                        checkpoint_dir=checkpoint_dir, live_dir=live_dir, resumed=resume_from is not None)
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
     # their own without a word. Every rank scores (no collective in it), so all log the same history.
-    base_metrics = _base_val_metrics(evaluator, model, base, cfg, val_path)
+    base_metrics = _base_val_metrics(evaluator, model, base, cfg, val_path, inference_dtype)
     base_score = float(base_metrics[f"{VAL_NAME}_ndcg@10"])
     if resume_from is None:  # the first point of the DVCLive curve, as trainer.evaluate() would log it
         trainer.log({f"eval_{k}": v for k, v in base_metrics.items()})
@@ -206,9 +209,9 @@ def _load_model(base: str, cfg: dict, device: str, security: Mapping[str, bool])
     return model
 
 
-def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path) -> dict[str, float]:
+def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path, dtype: str) -> dict[str, float]:
     """The base model's val metrics: mine's (BASE_VAL_METRICS), when it ranked the same val groups with the
-    same model files, max_seq_length and float32 by cosine, as the evaluator does; else the evaluator's."""
+    same model files, max_seq_length and dtype by cosine, as the evaluator does; else the evaluator's."""
     from .models import resolve_model
 
     scored = val_path.parent / BASE_VAL_METRICS
@@ -216,7 +219,7 @@ def _base_val_metrics(evaluator, model, base: str, cfg: dict, val_path: Path) ->
         doc = read_json(scored)
         if (doc.get("model_fingerprint") == model_fingerprint(resolve_model(base))
                 and doc.get("max_seq_length") == cfg["max_seq_length"]
-                and doc.get("inference_dtype", "float32") == "float32"):  # the evaluator runs in float32
+                and doc.get("inference_dtype", "float32") == dtype):
             log.info("val metrics of the base model from %s (mine ranked val with its embeddings)", scored)
             return {f"{VAL_NAME}_{k}": float(v) for k, v in doc["metrics"].items()}
     return evaluator(model)

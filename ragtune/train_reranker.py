@@ -233,9 +233,10 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False, security: Mapping[str, bool]) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32"
+                   ) -> dict | None:
     """Fine-tune `base` (the model name from params) on the groups in train_path; save the val-best model
-    to out_dir; return stats.
+    to out_dir; return stats. Val is scored in `inference_dtype` (ragtune.models.pick_inference_dtype).
 
     Under torchrun (ragtune.distributed) each process trains on its share of the groups; rank 0 alone
     scores val, keeps the best model and writes out_dir (val scoring holds no collective, so the other
@@ -262,7 +263,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     tokenizer, hf_model, max_length = _load_start(start, cfg, security)
     dataset, collator = _data(train_groups, train_path, tokenizer, cfg, max_length, seed)
     validation = _Validation(checkpoint_dir, tokenizer, val_groups, cfg, max_length, device, resume=resume,
-                             live_dir=live_dir if main else None, trained=trained)
+                             live_dir=live_dir if main else None, trained=trained, dtype=inference_dtype)
     trainer, steps_per_epoch = _trainer(hf_model, tokenizer, dataset, collator, len(train_groups), cfg,
                                         _callbacks(validation, dataset, cfg["eval_steps"], trained, main),
                                         epochs=epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir)
@@ -401,11 +402,11 @@ class _Validation:
     model saved to checkpoint_dir/best when it beats every earlier step."""
 
     def __init__(self, checkpoint_dir: Path, tokenizer, val_groups: list[dict], cfg: dict, max_length: int,
-                 device: str, *, resume: bool, live_dir: Path | None, trained: bool):
+                 device: str, *, resume: bool, live_dir: Path | None, trained: bool, dtype: str = "float32"):
         self.best_dir, self.state_file = checkpoint_dir / BEST, checkpoint_dir / STATE
         self.trained = trained
         self.tokenizer, self.val_groups, self.cfg = tokenizer, val_groups, cfg
-        self.max_length, self.device = max_length, device
+        self.max_length, self.device, self.dtype = max_length, device, dtype
         self.state = (read_json(self.state_file) if resume and self.state_file.is_file()
                       else {"history": [], "best_step": None})
         self.live = None
@@ -422,9 +423,12 @@ class _Validation:
         history = self.state["history"]
         if history and history[-1]["step"] == step:
             return
-        score = val_ndcg(wrapper.model, self.tokenizer, self.val_groups, max_length=self.max_length,
-                         batch_size=max(8, self.cfg["batch_size"] * self.cfg["group_size"]), device=self.device,
-                         n_negatives=self.cfg["val_negatives"])
+        from .models import autocast
+
+        with autocast(self.dtype, self.device):  # as evaluate will score (inference_dtype)
+            score = val_ndcg(wrapper.model, self.tokenizer, self.val_groups, max_length=self.max_length,
+                             batch_size=max(8, self.cfg["batch_size"] * self.cfg["group_size"]),
+                             device=self.device, n_negatives=self.cfg["val_negatives"])
         score = round(score, 6)  # the rounded value is compared, logged and stored
         history.append({"step": step, "ndcg@10": score})
         best = max((h["ndcg@10"] for h in history[:-1] if self.keepable(h)), default=None)

@@ -265,7 +265,7 @@ def test_summary_has_every_setting_named_as_specified(tmp_path):
     assert doc["same_work_ratio_vs_sentence_transformers"] == 1.2 and doc["pipeline_wall_seconds"] == 125.0
 
 
-def test_int8_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_model):
+def test_precision_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_model):
     import json
     import os
     import subprocess
@@ -281,18 +281,24 @@ def test_int8_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_m
                                                 for i in range(8)))
     (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
         f"q{i}\td{i}\t1\n" for i in range(8)))
-    out = tmp_path / "int8.json"
+    out = tmp_path / "precision.json"
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "bench", "int8", "--data", str(data), "--model", tiny_model,
+    proc = subprocess.run([sys.executable, "-m", "bench", "precision", "--data", str(data), "--model", tiny_model,
                            "--docs", "16", "--pairs", "16", "--rounds", "1", "--batch-size", "8", "--out", str(out)],
                           cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert set(result["encode_docs_per_second"]) == set(result["rerank_pairs_per_second"]) == {"float32", "int8"}
+    variants = {"float32", "bfloat16", "int8"}
+    assert set(result["encode_docs_per_second"]) == set(result["rerank_pairs_per_second"]) == variants
+    assert set(result["encode_speedup"]) == set(result["rerank_speedup"]) == {"bfloat16", "int8"}
     quality = result["quality"]
     assert quality["test_queries"] == 8 and quality["docs"] == 40
-    assert 0.0 <= quality["ndcg@10"]["int8"] <= 1.0 and -1.0 <= quality["doc_cosine_float32_vs_int8"]["min"] <= 1.0
-    assert quality["ndcg@10_change"] == round(quality["ndcg@10"]["int8"] - quality["ndcg@10"]["float32"], 4)
+    for variant in ("bfloat16", "int8"):
+        assert 0.0 <= quality["ndcg@10"][variant] <= 1.0
+        assert -1.0 <= quality["doc_cosine_to_float32"][variant]["min"] <= 1.0
+        assert quality["ndcg@10_change"][variant] == round(quality["ndcg@10"][variant] - quality["ndcg@10"]["float32"], 4)
+    # bfloat16 really ran: its embeddings are close to float32's, not identical.
+    assert 0.99 < quality["doc_cosine_to_float32"]["bfloat16"]["min"] < 1.0
 
 
 def test_report_says_when_the_recipes_got_ragtunes_passes():

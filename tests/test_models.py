@@ -262,3 +262,22 @@ def test_inference_dtype_auto_follows_the_hardware_and_autocast_is_scoped():
 def test_inference_dtype_is_a_checked_param():
     with pytest.raises(UserError, match="inference_dtype"):
         params.validate({"inference_dtype": "int8"})
+
+
+def test_float32_head_keeps_logits_out_of_bfloat16_and_restores_the_head(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragtune.train_reranker import convert_to_cross_encoder
+
+    path = convert_to_cross_encoder(tiny_model, tmp_path / "ce", seed=0, security=params.defaults()["security"])
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    enc = AutoTokenizer.from_pretrained(path)(["a query"] * 2, ["one passage", "another"], return_tensors="pt",
+                                              padding=True)
+    with torch.inference_mode(), models.inference_precision("bfloat16", "cpu"):
+        assert model(**enc).logits.dtype == torch.bfloat16  # what a plain autocast gives: rounded logits
+        with models.float32_head(model):
+            assert model(**enc).logits.dtype == torch.float32
+    assert "forward" not in vars(model.classifier)  # the head's own forward again
+    with models.float32_head(model):  # no autocast: nothing to change
+        assert "forward" not in vars(model.classifier)

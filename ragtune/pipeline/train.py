@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import distributed
 from ..io import write_json
 from ..logs import summary
-from ..models import checked_model, pick_device
+from ..models import checked_model, pick_device, pick_inference_dtype
 from ..report import few_val_queries
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
     try:
         stats = train(base=cfg["base"], train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
-                      device=device, checkpoint_dir=Path(checkpoint_dir),
+                      device=device, inference_dtype=pick_inference_dtype(params["inference_dtype"], device),
+                      checkpoint_dir=Path(checkpoint_dir),
                       live_dir=Path(live_dir) if main else None, resume=resume, security=params["security"])
     finally:
         distributed.finish()
