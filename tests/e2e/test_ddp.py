@@ -173,8 +173,11 @@ def test_encode_corpus_on_two_processes_fills_the_cache_mine_reads(workdir, mode
     (cached,) = (workdir / ".cache" / "embeddings").glob("*.npy")
     corpus = read_corpus(workdir / "corpus.jsonl")
     texts = [doc_text(corpus[d]) for d in corpus]
-    fresh = encode_corpus(model, texts, max_seq_length=32, device="cpu", cache_dir=workdir / "fresh",
-                          security=defaults()["security"])
+    from ragtune.models import inference_precision
+
+    with inference_precision(defaults()["inference_dtype"], "cpu"):  # as the stage encodes
+        fresh = encode_corpus(model, texts, max_seq_length=32, device="cpu", cache_dir=workdir / "fresh",
+                              security=defaults()["security"])
     np.testing.assert_allclose(np.load(cached), fresh, atol=1e-6)
     (again,) = (workdir / "fresh").glob("*.npy")
     assert again.name == cached.name  # the same key: mine would find the cache filled

@@ -53,6 +53,7 @@ CONDITIONAL = {
     },
     "merge": {  # merge.weight: auto scores each weight of merge.grid on val
         "device": "merge.weight: auto",
+        "inference_dtype": "merge.weight: auto",
         "merge.grid": "merge.weight: auto",
         "embedder.max_seq_length": "merge.weight: auto",
         "embedder.encode_batch_size": "merge.weight: auto",
