@@ -4,8 +4,8 @@ Corpus embeddings are the expensive part (minutes on CPU) and several stages nee
 evaluate both encode the corpus with the base model), so they are cached under `.cache/embeddings/`
 (not a DVC output) keyed by what determines them: the model's files (or its hub id), the texts,
 max_seq_length and the inference dtype. A retrained or merged model has different weights, hence a
-different key. The cache is written in shards of SHARD_DOCS documents, so a corpus of millions is encoded shard by shard, resumably,
-and by several processes at once (stages/encode_corpus.py). Query embeddings are cheap and never cached.
+different key. The cache is written in shards of SHARD_DOCS documents, so a corpus of millions is
+encoded shard by shard, resumably, and by several processes at once (stages/encode_corpus.py). Query embeddings are cheap and never cached.
 """
 from __future__ import annotations
 
@@ -128,8 +128,8 @@ def fill_cache(model_path: str, texts: list[str], *, batch_size: int, max_seq_le
     The cache key covers the model files (or hub id), the texts in order, max_seq_length and the autocast
     dtype (ragtune.models.inference_precision), so a cached array is reused only when it would come out
     the same (float32 keys are those of caches written before there was a choice). Each file holds
-    SHARD_DOCS documents: encoding memory is bounded by a shard, a killed run resumes at the first missing shard, and under
-    torchrun each process encodes every world_size-th shard (stages/encode_corpus.py --processes N).
+    SHARD_DOCS documents: encoding memory is bounded by a shard, a killed run resumes at the first
+    missing shard, and under torchrun each process encodes every world_size-th shard (stages/encode_corpus.py --processes N).
     """
     path = resolve_model(model_path)
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR

@@ -132,7 +132,8 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
     write_json(metrics_dir / "eval_candidates.json", given)  # {} unless the data brings its candidates
     shown = [m for m in REPORT_METRICS if m in metric_names(cfg)] or metric_names(cfg)[:6]
     notes = [f"Test split: {len(qrels['test'])} queries, {len(corpus)} documents; models ran in "
-             f"{autocast_dtype(device)} (inference_dtype); rerank depth {cfg['rerank_depth']}; hybrid fuses BM25 with {val_scores.get('hybrid_dense', '-')} "
+             f"{autocast_dtype(device)} (inference_dtype); rerank depth {cfg['rerank_depth']}; hybrid fuses "
+             f"BM25 with {val_scores.get('hybrid_dense', '-')} "
              f"(best dense model on val) by "
              + (f"weighted sum, BM25 weight {val_scores['hybrid_bm25_weight']:g} picked on val."
                 if "hybrid_bm25_weight" in val_scores else "RRF.")]
