@@ -129,7 +129,8 @@ def fill_cache(model_path: str, texts: list[str], *, batch_size: int, max_seq_le
     dtype (ragtune.models.inference_precision), so a cached array is reused only when it would come out
     the same (float32 keys are those of caches written before there was a choice). Each file holds
     SHARD_DOCS documents: encoding memory is bounded by a shard, a killed run resumes at the first
-    missing shard, and under torchrun each process encodes every world_size-th shard (stages/encode_corpus.py --processes N).
+    missing shard, and under torchrun each process encodes every world_size-th shard
+    (stages/encode_corpus.py --processes N).
     """
     path = resolve_model(model_path)
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
