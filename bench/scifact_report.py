@@ -131,11 +131,12 @@ def render(doc: dict) -> str:
         lines.append("- Reranked systems below their own first stage: "
                      + (", ".join(f"{s} ({d:+.4f})" for s, d in below) if below else "none") + ".")
         for name, a in results["ragtune"].get("rerank_alpha", {}).items():
-            by, alpha = a.get("val_ndcg@10_by_alpha"), f"{a['alpha']:g}"
+            by = a.get("val_ndcg@10_by_alpha")
             if by:
-                lines.append(f"- rerank:{name}: reranker share {alpha} picked on val (val nDCG@10, mean over the "
-                             f"first stages: first stage alone {by['0']:.4f}, pure reranker {by['1']:.4f}, "
-                             f"interpolated {by[alpha]:.4f}).")
+                lines.append(f"- rerank:{name}: reranker share picked on val per first stage (val nDCG@10: first "
+                             "stage alone / pure reranker / at the share): " + "; ".join(
+                                 f"{first} {share:g} ({by[first]['0']:.4f} / {by[first]['1']:.4f} / "
+                                 f"{by[first][f'{share:g}']:.4f})" for first, share in a["alpha"].items()) + ".")
         report = doc.get("ragtune_report")
         lines.append("- Every system against its counterpart, with paired randomization tests: ragtune's own "
                      + (f"report, [`{report}`]({report})." if report else "report, `metrics/report.md` of the run."))

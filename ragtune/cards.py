@@ -207,10 +207,11 @@ def _results_section(model: str, facts: dict) -> str:
     if not model.startswith("embedder"):
         role = "merged" if model.endswith("-merged") else "finetuned"
         chosen = facts["rerank_alpha"].get(role, {})
-        if chosen.get("alpha") is not None:
-            alpha, how = chosen["alpha"], "picked on val" if "val_ndcg@10_by_alpha" in chosen else "set in params"
+        if chosen.get("alpha"):
+            how = "picked on val" if "val_ndcg@10_by_alpha" in chosen else "set in params"
+            shares = ", ".join(f"{first} {a:g}" for first, a in chosen["alpha"].items())
             lines.append(f"\nReranked scores were interpolated with the first stage's (min-max per query): "
-                         f"{alpha:g} x reranker + {1 - alpha:g} x first stage (the share {how}).")
+                         f"alpha x reranker + (1 - alpha) x first stage, alpha per first stage {how}: {shares}.")
     return "\n".join(lines) + "\n"
 
 

@@ -236,7 +236,7 @@ def _run_results(ndcg_finetuned, train_queries, with_recipes=True):
                  "hybrid + rerank:finetuned": metrics(0.71)},
         "stages": {"prepare": _usage(5.0), "mine": _usage(30.0), "train_embedder": _usage(90.0)},
         "splits": {"train": {"queries": train_queries}},
-        "rerank_alpha": {"finetuned": {"alpha": 0.3, "test_ndcg@10_reranker_alone": {"hybrid": 0.69}}}}}
+        "rerank_alpha": {"finetuned": {"alpha": {"hybrid": 0.3}, "test_ndcg@10_reranker_alone": {"hybrid": 0.69}}}}}
     if with_recipes:
         results["st"] = {"test": metrics(0.66), "steps": {"mine": 20.0, "train": 80.0}, "process": _usage(110.0)}
         results["flag"] = {"test": metrics(0.65), "steps": {"mine": 25.0, "train": 90.0}, "process": _usage(120.0)}

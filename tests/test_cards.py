@@ -34,7 +34,7 @@ FACTS = {
     "merge": {"embedder": {"weight": 0.5, "shared_keys": 100},
               "reranker": {"weight": 0.75, "shared_keys": 99, "val_ndcg@10_by_weight": {"0.5": 0.4, "0.75": 0.5}}},
     "eval": {s: _scores(i) for i, s in enumerate(SYSTEMS)},
-    "rerank_alpha": {"finetuned": {"alpha": 0.3}, "merged": {"alpha": 0.6}},
+    "rerank_alpha": {"finetuned": {"alpha": {"bm25": 0.3, "hybrid": 0.3}}, "merged": {"alpha": {"bm25": 0.6, "hybrid": 0.0}}},
 }
 
 
@@ -102,7 +102,7 @@ def test_body_says_how_it_was_made(st_folder):
     card = cards.model_card("reranker-merged", params, FACTS, st_folder, "release/reranker-merged")
     for fact in ("1200 passages", "400 judged queries", "train 280, val 40, test 80", "277 training groups",
                  "ranks 4..50", "0.75 x fine-tuned + 0.25 x base", "step 35", "0.5200", "picked on val",
-                 "0.6 x reranker", "set in params", "CrossEncoder(", "FlagReranker(", "AutoModelForSequenceClassification"):
+                 "bm25 0.6, hybrid 0", "set in params", "CrossEncoder(", "FlagReranker(", "AutoModelForSequenceClassification"):
         assert fact in card, fact
     card = cards.model_card("embedder", params, FACTS, st_folder, "release/embedder")
     for fact in ("MultipleNegativesRankingLoss", "0.6100 before training", "0.6600 for the saved model",

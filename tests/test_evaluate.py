@@ -1,4 +1,4 @@
-from ragtune.evaluate import _by_group_means, _group_means, system_name
+from ragtune.evaluate import _by_group_means, _group_means, _pick_alpha, system_name
 
 
 def test_per_group_means_use_each_querys_metadata():
@@ -56,3 +56,21 @@ def test_hybrid_wsum_weight_is_picked_on_val(tiny_model, tmp_path):
     # BM25 alone finds d0 first, so weight 1.0 is at least as good on val; ties go to the first value.
     assert val["hybrid_bm25_weight"] == 1.0 and set(val["hybrid_val_ndcg@10_by_weight"]) == {"1", "0.5"}
     assert list(runs["test"]["hybrid"]["t"])[0] == "d5"
+
+
+def _alpha_runs(val_runs, queries, alpha):
+    """Reranked val runs: the reranker puts the relevant d1 first over bm25 from a share of 0.5 on, and
+    pulls it below d2 over hybrid from a share of 0.3 on (hybrid already has it first)."""
+    return {"bm25": {"q1": {"d1": 1.0, "d2": 2.0} if alpha < 0.5 else {"d1": 2.0, "d2": 1.0}},
+            "hybrid": {"q1": {"d1": 2.0, "d2": 1.0} if alpha < 0.3 else {"d1": 1.0, "d2": 2.0}}}
+
+
+def test_rerank_share_is_picked_on_val_per_first_stage():
+    cfg = {"rerank_alpha": "auto", "alpha_grid": [0.0, 0.2, 0.5, 1.0], "ndcg_cutoffs": [10]}
+    val_runs = {"bm25": {}, "hybrid": {}}
+    picked = _pick_alpha(cfg, val_runs, {"q1": "a query"}, {"q1": {"d1": 1}}, _alpha_runs)
+    # Ties go to the larger share: bm25 is best from 0.5 on, hybrid up to 0.2.
+    assert picked["alpha"] == {"bm25": 1.0, "hybrid": 0.2}
+    assert picked["val_ndcg@10_by_alpha"]["hybrid"]["0"] == 1.0 > picked["val_ndcg@10_by_alpha"]["hybrid"]["0.5"]
+    fixed = _pick_alpha(dict(cfg, rerank_alpha=0.4), val_runs, {"q1": "a query"}, {"q1": {"d1": 1}}, _alpha_runs)
+    assert fixed == {"alpha": {"bm25": 0.4, "hybrid": 0.4}}
