@@ -414,15 +414,18 @@ DISTILL_LOSSES = ("margin_mse", "distill_kl")  # embedder.loss values that learn
 BASE_VAL_METRICS = "val_base_embedder.json"
 
 
-def read_groups(path: str | Path) -> list[dict]:
+def read_groups(path: str | Path, synthetic: bool = True) -> list[dict]:
     """Training groups in FlagEmbedding's jsonl {"query", "pos": [..], "neg": [..]}, with its optional
     distillation fields "pos_scores" / "neg_scores" (a teacher's score per text; kept only when both are
     given); bad lines raise UserError. Repeated texts are dropped, and so is a negative with the text of
-    its own positive."""
+    its own positive. `synthetic=False` leaves out the groups mine marked "synthetic": true."""
     path = Path(path)
     groups = []
-    clashes = 0
+    clashes = left_out = 0
     for lineno, obj in iter_jsonl(path):
+        if not synthetic and obj.get("synthetic") is True:
+            left_out += 1
+            continue
         query = obj.get("query")
         if not isinstance(query, str) or not query.strip():
             raise located(path, lineno, "expected a non-empty string", "query")
@@ -449,7 +452,10 @@ def read_groups(path: str | Path) -> list[dict]:
             group["neg_scores"] = [texts["neg"][t] for t in negs]
         groups.append(group)
     if not groups:
-        raise UserError(f"{path}: no groups")
+        raise UserError(f"{path}: no groups" + (f" once its {left_out} synthetic ones are left out (this trainer "
+                                                f"is not in synthetic.trainers)" if left_out else ""))
+    if left_out:
+        logging.getLogger(__name__).info("%s: left out %d synthetic groups (synthetic.trainers)", path, left_out)
     if clashes:
         logging.getLogger(__name__).info("%s: dropped %d negatives whose text equals a positive of the same query", path, clashes)
     return groups

@@ -342,8 +342,11 @@ class _Miner:
         neg_texts = [self.text(d) for d in neg]
         scores = _teacher(self.stage, rescore, qid, self.qtexts[qid], pos + neg,
                           pos_texts + neg_texts if rescore is not None else [])
-        return {"query": self.qtexts[qid], "pos": pos_texts, "neg": neg_texts,
-                "pos_scores": scores[:len(pos)], "neg_scores": scores[len(pos):]}
+        group = {"query": self.qtexts[qid], "pos": pos_texts, "neg": neg_texts,
+                 "pos_scores": scores[:len(pos)], "neg_scores": scores[len(pos):]}
+        if qid in self.synthetic:  # each trainer keeps or leaves these (synthetic.trainers)
+            group["synthetic"] = True
+        return group
 
     def _candidates(self, qid: str, ranking: list[str], pos_set: set[str], threshold: float,
                     skip: set[str]) -> list[tuple]:

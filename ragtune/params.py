@@ -204,6 +204,7 @@ class Mine(Section):
 class Synthetic(Section):
     queries: int = Field(0, ge=0)
     top_k: int = Field(10, ge=1)
+    trainers: list[Literal["embedder", "reranker"]] = Field(["embedder", "reranker"], min_length=1)
 
 
 class Embedder(Section):
@@ -289,6 +290,16 @@ class Params(Section):
     merge: Merge = Field(default_factory=Merge)
     evaluate: Evaluate = Field(default_factory=Evaluate)
     security: Security = Field(default_factory=Security)
+
+    @model_validator(mode="after")
+    def _every_trainer_has_data(self) -> Params:
+        # With no real training query a trainer left out of synthetic.trainers would have nothing to learn.
+        if self.prepare.train_queries == 0 and self.synthetic.queries > 0:
+            left_out = [t for t in ("embedder", "reranker") if t not in self.synthetic.trainers]
+            if left_out:
+                raise _bad("synthetic.trainers", f"prepare.train_queries is 0, so the synthetic queries are the "
+                                                 f"only training data; list {' and '.join(left_out)} too")
+        return self
 
 
 # ---------------------------------------------------------------- one-line errors

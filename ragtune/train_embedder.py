@@ -102,8 +102,8 @@ def _make_loss(model, cfg: dict, gather: bool = False):
 
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32"
-                   ) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32",
+                   synthetic: bool = True) -> dict | None:
     """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`;
     val is encoded in `inference_dtype` (params' picked for the device: ragtune.models.pick_inference_dtype).
 
@@ -118,7 +118,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     # Read and check the data before the ~10 s library import and the model load.
-    train_groups, columns, counts, samples = _read_data(train_path, val_path, cfg)
+    train_groups, columns, counts, samples = _read_data(train_path, val_path, cfg, synthetic)
     from .models import seed_everything
 
     seed_everything(seed)
@@ -165,9 +165,10 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     return stats
 
 
-def _read_data(train_path: Path, val_path: Path, cfg: dict):
-    """(train groups, train columns, row counts, val samples), or a UserError naming the file."""
-    train_groups = read_groups(train_path)
+def _read_data(train_path: Path, val_path: Path, cfg: dict, synthetic: bool = True):
+    """(train groups, train columns, row counts, val samples), or a UserError naming the file; `synthetic`:
+    keep mine's synthetic groups."""
+    train_groups = read_groups(train_path, synthetic)
     val_groups = read_groups(val_path)
     num_negatives = cfg["num_negatives"]
     distill = cfg["loss"] in DISTILL_LOSSES

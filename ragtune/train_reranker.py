@@ -70,9 +70,9 @@ def convert_to_cross_encoder(src: str, dst: str | Path, seed: int, *, security: 
 # ---------------------------------------------------------------- data
 
 
-def read_groups(path: str | Path, *, need_neg: bool = True) -> list[dict[str, Any]]:
+def read_groups(path: str | Path, *, need_neg: bool = True, synthetic: bool = True) -> list[dict[str, Any]]:
     """ragtune.io.read_groups, plus: training needs negatives, mined or drawn from other groups."""
-    groups = io_read_groups(path)
+    groups = io_read_groups(path, synthetic)
     if need_neg and not any(g["neg"] for g in groups) and len(groups) < 2:
         raise UserError(f"{path}: no negatives and no other group to draw random negatives from")
     return groups
@@ -233,8 +233,8 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
-                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32"
-                   ) -> dict | None:
+                   resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32",
+                   synthetic: bool = True) -> dict | None:
     """Fine-tune `base` (the model name from params) on the groups in train_path; save the val-best model
     to out_dir; return stats. Val is scored in `inference_dtype` (ragtune.models.pick_inference_dtype).
 
@@ -245,7 +245,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     clock = Clock()
     train_path, val_path = Path(train_path), Path(val_path)
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
-    train_groups = read_groups(train_path)
+    train_groups = read_groups(train_path, synthetic=synthetic)
     val_groups = read_groups(val_path, need_neg=False)
     group_size, n_random = cfg["group_size"], cfg["random_negatives"]
     log.info("reranker training: %d train groups (%s), %d val queries (%s), group size %d (%d random)",

@@ -1,9 +1,12 @@
 """Synthetic training queries: never from val/test queries, consistency-filtered, teacher-labelled, seeded."""
 import filecmp
 
-from ragtune.io import read_groups, read_json, write_corpus, write_qrels, write_queries
+import pytest
+
+from ragtune.errors import UserError
+from ragtune.io import read_groups, read_json, write_corpus, write_jsonl, write_qrels, write_queries
 from ragtune.mining import mine
-from ragtune.params import defaults
+from ragtune.params import defaults, validate
 from ragtune.synthetic import HeldOut, synthesize
 
 SECURITY = defaults()["security"]
@@ -75,6 +78,29 @@ def test_inconsistent_synthetic_queries_are_dropped_and_teacher_scores_written()
     # Normalized first-stage scores: the consistent source passage is the top (1.0), negatives below.
     assert syn["pos_scores"] == [1.0] and all(s < 1.0 for s in syn["neg_scores"])
     assert len(syn["neg_scores"]) == len(syn["neg"]) == 2
+    assert syn["synthetic"] is True and all("synthetic" not in g for g in train if g is not syn)
+
+
+def test_a_trainer_not_in_synthetic_trainers_reads_the_real_groups_only(tmp_path):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(path, [{"query": "real one", "pos": ["a"], "neg": ["b"]},
+                       {"query": "made up", "pos": ["c"], "neg": ["d"], "synthetic": True}])
+    assert [g["query"] for g in read_groups(path)] == ["real one", "made up"]
+    assert [g["query"] for g in read_groups(path, synthetic=False)] == ["real one"]
+    write_jsonl(path, [{"query": "made up", "pos": ["c"], "neg": ["d"], "synthetic": True}])
+    with pytest.raises(UserError, match="1 synthetic ones are left out .*synthetic.trainers"):
+        read_groups(path, synthetic=False)
+
+
+def test_with_no_real_queries_every_trainer_must_learn_from_the_synthetic_ones():
+    p = defaults()
+    p["prepare"]["train_queries"], p["synthetic"]["queries"] = 0, 100
+    validate(p)
+    p["synthetic"]["trainers"] = ["reranker"]
+    with pytest.raises(UserError, match="synthetic.trainers: .*list embedder too"):
+        validate(p)
+    p["prepare"]["train_queries"] = 50
+    assert validate(p)["synthetic"]["trainers"] == ["reranker"]
 
 
 def test_consistency_searches_the_passage_without_the_query_sentence(tiny_model, tmp_path):

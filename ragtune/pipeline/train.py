@@ -32,7 +32,7 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
         stats = train(base=cfg["base"], train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
                       device=device, inference_dtype=pick_inference_dtype(params["inference_dtype"], device),
-                      checkpoint_dir=Path(checkpoint_dir),
+                      checkpoint_dir=Path(checkpoint_dir), synthetic=kind in params["synthetic"]["trainers"],
                       live_dir=Path(live_dir) if main else None, resume=resume, security=params["security"])
     finally:
         distributed.finish()

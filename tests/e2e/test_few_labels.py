@@ -9,7 +9,7 @@ from .conftest import run
 def test_few_labels_pipeline_trains_on_synthetic_queries_with_teacher_scores(project):
     p = yaml.safe_load((project / "params.yaml").read_text())
     p["prepare"]["train_queries"] = 5
-    p["synthetic"] = {"queries": 40, "top_k": 10}
+    p["synthetic"].update(queries=40, top_k=10, trainers=["reranker"])  # the embedder: real queries only
     p["embedder"].update(loss="margin_mse")
     p["reranker"].update(distill_weight=1.0)
     p["evaluate"].update(fusion="wsum", fusion_grid=[0.0, 0.5, 1.0])
@@ -37,6 +37,8 @@ def test_few_labels_pipeline_trains_on_synthetic_queries_with_teacher_scores(pro
     emb = json.loads((project / "metrics" / "train_embedder.json").read_text())
     rer = json.loads((project / "metrics" / "train_reranker.json").read_text())
     assert emb["loss"] == "margin_mse" and rer["distill_weight"] == 1.0
+    assert sum(g.get("synthetic", False) for g in groups) == mining["groups_synthetic"]
+    assert emb["train_groups"] == mining["groups_real"] and rer["train_groups"] == mining["groups"]
     alpha = json.loads((project / "metrics" / "rerank_alpha.json").read_text())
     assert set(alpha["finetuned"]["test_ndcg@10_reranker_alone"]) >= {"bm25", "hybrid"}
     assert "weighted sum, BM25 weight" in (project / "metrics" / "report.md").read_text()
