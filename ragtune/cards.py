@@ -13,6 +13,7 @@ import yaml
 
 from .io import read_json
 from .report import _table as markdown_table
+from .report import rerank_shares
 
 MODELS = ("embedder", "reranker", "embedder-merged", "reranker-merged")
 # The metrics files a card reads (all under metrics/), by the name the card code uses.
@@ -208,10 +209,8 @@ def _results_section(model: str, facts: dict) -> str:
         role = "merged" if model.endswith("-merged") else "finetuned"
         chosen = facts["rerank_alpha"].get(role, {})
         if chosen.get("alpha"):
-            how = "picked on val" if "val_ndcg@10_by_alpha" in chosen else "set in params"
-            shares = ", ".join(f"{first} {a:g}" for first, a in chosen["alpha"].items())
             lines.append(f"\nReranked scores were interpolated with the first stage's (min-max per query): "
-                         f"alpha x reranker + (1 - alpha) x first stage, alpha per first stage {how}: {shares}.")
+                         f"alpha x reranker + (1 - alpha) x first stage, alpha per first stage {rerank_shares(chosen)}.")
     return "\n".join(lines) + "\n"
 
 

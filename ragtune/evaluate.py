@@ -14,7 +14,7 @@ from .errors import UserError
 from .io import read_corpus, read_queries, read_qrels, write_json, write_text
 from .logs import summary
 from .models import autocast_dtype, checked_model, is_trained_reranker, pick_device
-from .report import system_name
+from .report import rerank_shares, system_name
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
         reranked = rerank_split(runs["test"], split_queries["test"], alphas[reranker]["alpha"])
         test_runs.update({system_name(first, reranker): run for first, run in reranked.items()})
         # Reported, never chosen on: the pure reranker (alpha 1) over each first stage; scores are cached.
-        alone = rerank_split(runs["test"], split_queries["test"], 1.0)
+        alone = rerank_split(runs["test"], split_queries["test"], dict.fromkeys(runs["test"], 1.0))
         alphas[reranker]["test_ndcg@10_reranker_alone"] = {
             first: round(evaluate_run(run, qrels["test"], cfg)[0]["nDCG@10"], 4) for first, run in alone.items()}
     if "none" not in cfg["rerankers"]:
@@ -138,7 +138,8 @@ def evaluate(params: dict, *, corpus_path: Path, prepared_dir: Path, models_dir:
              f"(best dense model on val) by "
              + (f"weighted sum, BM25 weight {val_scores['hybrid_bm25_weight']:g} picked on val."
                 if "hybrid_bm25_weight" in val_scores else "RRF.")]
-    notes += [_share_note(reranker, chosen) for reranker, chosen in alphas.items()]
+    notes += [f"rerank:{reranker} scores are interpolated with the first stage's, reranker share (alpha; "
+              f"1 = pure reranker) {rerank_shares(chosen)}." for reranker, chosen in alphas.items()]
     report = markdown_report(means, per_query, baseline=BASELINE, metrics_shown=shown,
                              significance=cfg["significance"], seed=params["seed"], notes=notes,
                              groups=_by_group_means(groups), warnings=_warnings(params, paths, len(qrels["val"])))
@@ -224,23 +225,16 @@ def _by_group_means(groups: dict) -> dict | None:
     return out
 
 
-def _share_note(reranker: str, chosen: dict) -> str:
-    how = "picked on val" if "val_ndcg@10_by_alpha" in chosen else "set in params"
-    shares = ", ".join(f"{first} {share:g}" for first, share in chosen["alpha"].items())
-    return (f"rerank:{reranker} scores are interpolated with the first stage's, reranker share (alpha; "
-            f"1 = pure reranker) {how}: {shares}.")
-
-
-def _rerank_split(runs: dict, queries: dict, alpha: float | Mapping[str, float], *, corpus: dict, model: str,
+def _rerank_split(runs: dict, queries: dict, alpha: Mapping[str, float], *, corpus: dict, model: str,
                   cfg: dict, max_length: int, device: str, cache: dict, security: dict) -> dict:
-    """Rerank every first stage's run of one split, interpolated with the first stage at `alpha` (one share
-    for all, or {first stage: share})."""
+    """Rerank every first stage's run of one split, interpolated with the first stage at its share
+    `alpha[first stage]`."""
     from .rerank import interpolate, rerank
 
     depth = cfg["rerank_depth"]
     out = {}
     for first, run in runs.items():
-        share = alpha[first] if isinstance(alpha, Mapping) else alpha
+        share = alpha[first]
         reranked = rerank(run, queries, corpus, model, depth=depth, batch_size=cfg["batch_size"],
                           max_length=max_length, device=device, cache=cache, security=security)
         out[first] = reranked if share == 1.0 else interpolate(run, reranked, share, depth=depth)
@@ -262,7 +256,7 @@ def _pick_alpha(cfg: dict, val_runs: dict, val_queries: dict, val_qrels: dict, r
         return {"alpha": dict.fromkeys(firsts, 1.0)}
     scores: dict[str, dict[str, float]] = {first: {} for first in firsts}
     for alpha in sorted({float(a) for a in cfg["alpha_grid"]}):
-        for first, run in rerank_split(val_runs, val_queries, alpha).items():
+        for first, run in rerank_split(val_runs, val_queries, dict.fromkeys(firsts, alpha)).items():
             scores[first][f"{alpha:g}"] = round(evaluate_run(run, val_qrels, cfg)[0]["nDCG@10"], 4)
     best = {first: float(max(by, key=lambda a: (by[a], float(a)))) for first, by in scores.items()}
     return {"alpha": best, "val_ndcg@10_by_alpha": scores}

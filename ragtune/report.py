@@ -42,6 +42,13 @@ _EXPLAIN = {
 }
 
 
+def rerank_shares(chosen: dict) -> str:
+    """How a reranker's shares were set, from its entry in metrics/rerank_alpha.json:
+    "picked on val: bm25 0.2, hybrid 0.1" (or "set in params: ...")."""
+    how = "picked on val" if "val_ndcg@10_by_alpha" in chosen else "set in params"
+    return f"{how}: " + ", ".join(f"{first} {share:g}" for first, share in chosen["alpha"].items())
+
+
 def few_val_queries(n: int) -> str | None:
     """The warning for a val split too small to choose checkpoints on, or None."""
     if n >= MIN_VAL_QUERIES:

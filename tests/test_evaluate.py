@@ -61,8 +61,8 @@ def test_hybrid_wsum_weight_is_picked_on_val(tiny_model, tmp_path):
 def _alpha_runs(val_runs, queries, alpha):
     """Reranked val runs: the reranker puts the relevant d1 first over bm25 from a share of 0.5 on, and
     pulls it below d2 over hybrid from a share of 0.3 on (hybrid already has it first)."""
-    return {"bm25": {"q1": {"d1": 1.0, "d2": 2.0} if alpha < 0.5 else {"d1": 2.0, "d2": 1.0}},
-            "hybrid": {"q1": {"d1": 2.0, "d2": 1.0} if alpha < 0.3 else {"d1": 1.0, "d2": 2.0}}}
+    return {"bm25": {"q1": {"d1": 1.0, "d2": 2.0} if alpha["bm25"] < 0.5 else {"d1": 2.0, "d2": 1.0}},
+            "hybrid": {"q1": {"d1": 2.0, "d2": 1.0} if alpha["hybrid"] < 0.3 else {"d1": 1.0, "d2": 2.0}}}
 
 
 def test_rerank_share_is_picked_on_val_per_first_stage():
