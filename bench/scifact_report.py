@@ -135,8 +135,8 @@ def render(doc: dict) -> str:
             if by:
                 lines.append(f"- rerank:{name}: reranker share picked on val per first stage (val nDCG@10: first "
                              "stage alone / pure reranker / at the share): " + "; ".join(
-                                 f"{first} {share:g} ({by[first]['0']:.4f} / {by[first]['1']:.4f} / "
-                                 f"{by[first][f'{share:g}']:.4f})" for first, share in a["alpha"].items()) + ".")
+                                 f"{first} {share:g} ({_at(by[first], 0)} / {_at(by[first], 1)} / "
+                                 f"{_at(by[first], share)})" for first, share in a["alpha"].items()) + ".")
         report = doc.get("ragtune_report")
         lines.append("- Every system against its counterpart, with paired randomization tests: ragtune's own "
                      + (f"report, [`{report}`]({report})." if report else "report, `metrics/report.md` of the run."))
@@ -158,6 +158,12 @@ def render(doc: dict) -> str:
                      f"(ratio {e['ragtune_vs_bare']}; embeddings differ by at most {e['max_abs_diff']:.1e}).")
     lines += ["", "## Cost", "", *cost(results), ""]
     return "\n".join(lines) + "\n"
+
+
+def _at(val_by_share: dict, share: float) -> str:
+    """Val nDCG@10 at one reranker share, or "n/a" where evaluate.alpha_grid did not hold it."""
+    value = val_by_share.get(f"{share:g}")
+    return f"{value:.4f}" if value is not None else "n/a"
 
 
 # ---------------------------------------------------------------- machine-readable summary

@@ -27,6 +27,8 @@ FirstStageName = Literal["bm25", "dense:base", "dense:finetuned", "dense:merged"
 RerankerName = Literal["none", "base", "finetuned", "merged"]
 FIRST_STAGES = typing.get_args(FirstStageName)
 RERANKERS = typing.get_args(RerankerName)
+TrainerName = Literal["embedder", "reranker"]
+TRAINERS = typing.get_args(TrainerName)
 TRACE_ENV = "RAGTUNE_PARAMS_TRACE"
 
 
@@ -204,7 +206,7 @@ class Mine(Section):
 class Synthetic(Section):
     queries: int = Field(0, ge=0)
     top_k: int = Field(10, ge=1)
-    trainers: list[Literal["embedder", "reranker"]] = Field(["embedder", "reranker"], min_length=1)
+    trainers: list[TrainerName] = Field(list(TRAINERS), min_length=1)
 
 
 class Embedder(Section):
@@ -295,7 +297,7 @@ class Params(Section):
     def _every_trainer_has_data(self) -> Params:
         # With no real training query a trainer left out of synthetic.trainers would have nothing to learn.
         if self.prepare.train_queries == 0 and self.synthetic.queries > 0:
-            left_out = [t for t in ("embedder", "reranker") if t not in self.synthetic.trainers]
+            left_out = [t for t in TRAINERS if t not in self.synthetic.trainers]
             if left_out:
                 raise _bad("synthetic.trainers", f"prepare.train_queries is 0, so the synthetic queries are the "
                                                  f"only training data; list {' and '.join(left_out)} too")

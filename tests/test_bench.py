@@ -34,7 +34,12 @@ def test_report_ranks_systems_and_flags_rerankers_below_their_first_stage():
                              "dense:finetuned + rerank:finetuned": metrics(0.65), "hybrid": metrics(0.70),
                              "hybrid + rerank:finetuned": metrics(0.71)},
                     "stages": {"mine": _usage(30.0), "train_embedder": _usage(90.0), "train_reranker": _usage(50.0)},
-                    "noop_repro_seconds": 1.5, "splits": {"train": {"queries": 500}}, "params": {"epochs": 1}},
+                    "noop_repro_seconds": 1.5, "splits": {"train": {"queries": 500}}, "params": {"epochs": 1},
+                    # a user's alpha_grid without 1.0: the pure reranker's val score is not there to show
+                    "rerank_alpha": {"finetuned": {"alpha": {"hybrid": 0.3, "dense:finetuned": 0.0},
+                                                   "val_ndcg@10_by_alpha": {
+                                                       "hybrid": {"0": 0.70, "0.3": 0.72, "0.6": 0.69},
+                                                       "dense:finetuned": {"0": 0.67, "0.3": 0.66}}}}},
         "st": recipe,
     }
     doc = {"date": "2026-01-01", "config": {"budget": {"max_seq_length": 128}}, "results": results,
@@ -46,6 +51,7 @@ def test_report_ranks_systems_and_flags_rerankers_below_their_first_stage():
     assert rows[:2] == ["ragtune: hybrid + rerank:finetuned", "ragtune: hybrid"]
     assert "below their own first stage: dense:finetuned + rerank:finetuned (-0.0200)" in text
     assert "Best system: ragtune: hybrid + rerank:finetuned" in text
+    assert "hybrid 0.3 (0.7000 / n/a / 0.7200); dense:finetuned 0 (0.6700 / n/a / 0.6700)" in text
     assert "| sentence-transformers recipe training | 500 | 1 | 190 | 380 |" in text  # CPU s per 1k queries
     assert "ragtune 120 s" in text and "sentence-transformers recipe 110 s" in text  # mine + train
 
