@@ -201,6 +201,24 @@ def same_work_ratio(results: dict) -> float | None:
     return round(ours / theirs, 3) if theirs else None
 
 
+def _keep_recipes(row: dict, old_row: dict | None, results: dict) -> None:
+    """A run without the recipes (`--only ragtune`) keeps the recipe rows an earlier run of the same setting
+    wrote, with the commit they came from ("recipes_commit"): the recipes' numbers do not depend on
+    ragtune's code, only on the same training queries."""
+    if not old_row or old_row.get("train_queries") != row["train_queries"]:
+        return
+    carried = False
+    for step, name in SUMMARY_RECIPES.items():
+        label = f"recipe:{name}"
+        if step not in results and label in old_row["ndcg@10"]:
+            row["ndcg@10"][label] = old_row["ndcg@10"][label]
+            if name in old_row["wall_seconds"]:
+                row["wall_seconds"][name] = old_row["wall_seconds"][name]
+            carried = True
+    if carried:
+        row["recipes_commit"] = old_row.get("recipes_commit", old_row.get("commit"))
+
+
 def update_summary(old: dict | None, setting: str, results: dict, commit: str) -> dict:
     """The summary with `setting` replaced by this run's; the top-level ratio and pipeline wall time come
     from the "all" setting (the full train split, the issue's bound). A setting run at another commit
@@ -215,6 +233,7 @@ def update_summary(old: dict | None, setting: str, results: dict, commit: str) -
             doc[key] = old.get(key)
     row = summary_setting(results)
     row["commit"] = commit
+    _keep_recipes(row, doc["settings"].get(setting), results)
     doc["settings"][setting] = row
     if setting == "all":
         doc["same_work_ratio_vs_sentence_transformers"] = same_work_ratio(results)

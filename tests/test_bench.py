@@ -270,6 +270,16 @@ def test_summary_has_every_setting_named_as_specified(tmp_path):
     assert zero["train_queries"] == 0 and zero["commit"] == "c0" and "recipe:flagembedding" not in zero["ndcg@10"]
     # From the full setting, whichever setting ran last: (30 + 90) / (20 + 80); 5 + 30 + 90.
     assert doc["same_work_ratio_vs_sentence_transformers"] == 1.2 and doc["pipeline_wall_seconds"] == 125.0
+    # `--only ragtune` later: the recipe rows of the earlier run stay, with the commit they came from; the
+    # same-work ratio needs both in one run, so it is not carried.
+    doc = write_summary(path, "all", _run_results(0.70, 654, with_recipes=False), "c2")
+    s = doc["settings"]["all"]
+    assert s["commit"] == "c2" and s["recipes_commit"] == "c1" and s["ndcg@10"]["dense:finetuned"] == 0.70
+    assert s["ndcg@10"]["recipe:flagembedding"] == 0.65 and s["wall_seconds"]["sentence-transformers"] == 110.0
+    assert doc["same_work_ratio_vs_sentence_transformers"] is None
+    # another number of training queries is another experiment: nothing carried
+    doc = write_summary(path, "100", _run_results(0.66, 90, with_recipes=False), "c2")
+    assert "recipes_commit" not in doc["settings"]["100"] and "recipe:flagembedding" not in doc["settings"]["100"]["ndcg@10"]
 
 
 def test_precision_bench_measures_speed_and_quality_on_a_beir_folder(tmp_path, tiny_model):
