@@ -207,15 +207,13 @@ def _keep_recipes(row: dict, old_row: dict | None, results: dict) -> None:
     ragtune's code, only on the same training queries."""
     if not old_row or old_row.get("train_queries") != row["train_queries"]:
         return
-    carried = False
-    for step, name in SUMMARY_RECIPES.items():
-        label = f"recipe:{name}"
-        if step not in results and label in old_row["ndcg@10"]:
-            row["ndcg@10"][label] = old_row["ndcg@10"][label]
-            if name in old_row["wall_seconds"]:
-                row["wall_seconds"][name] = old_row["wall_seconds"][name]
-            carried = True
-    if carried:
+    carried = [name for step, name in SUMMARY_RECIPES.items()
+               if step not in results and f"recipe:{name}" in old_row["ndcg@10"]]
+    for name in carried:
+        row["ndcg@10"][f"recipe:{name}"] = old_row["ndcg@10"][f"recipe:{name}"]
+        if name in old_row["wall_seconds"]:
+            row["wall_seconds"][name] = old_row["wall_seconds"][name]
+    if carried:  # the commit of the summary row they were written with
         row["recipes_commit"] = old_row.get("recipes_commit", old_row.get("commit"))
 
 
