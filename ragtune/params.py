@@ -282,6 +282,7 @@ class Params(Section):
     epochs: int = Field(1, ge=1, le=1000)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     inference_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    train_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     language: Literal[ISO_639_1] = "en"  # ISO 639-1 code of the corpus: BM25 stopwords, stemmer, tokens
     ingest: Ingest = Field(default_factory=Ingest)
     prepare: Prepare = Field(default_factory=Prepare)

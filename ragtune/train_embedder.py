@@ -103,9 +103,10 @@ def _make_loss(model, cfg: dict, gather: bool = False):
 def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
                    resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32",
-                   synthetic: bool = True) -> dict | None:
+                   train_dtype: str = "float32", synthetic: bool = True) -> dict | None:
     """Fine-tune `base` (the model name from params) and save the best checkpoint on val to `out_dir`;
-    val is encoded in `inference_dtype` (params' picked for the device: ragtune.models.pick_inference_dtype).
+    train in `train_dtype` mixed precision and encode val in `inference_dtype` (each as params' picked for
+    the device: ragtune.models.pick_train_dtype, pick_inference_dtype).
 
     Returns the run's statistics (rows, steps, val nDCG@10 of the base and of the saved model, timings).
     If no checkpoint beats the base on val, the best checkpoint is still saved (so `evaluate` shows
@@ -128,7 +129,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     resume_from = _pick_checkpoint(checkpoint_dir, resume)
     evaluator = val_evaluator(samples, name=VAL_NAME, batch_size=cfg["encode_batch_size"], dtype=inference_dtype,
                               device=device)
-    trainer = _trainer(model, columns, evaluator, cfg, plan, seed=seed, device=device,
+    trainer = _trainer(model, columns, evaluator, cfg, plan, seed=seed, device=device, train_dtype=train_dtype,
                        checkpoint_dir=checkpoint_dir, live_dir=live_dir, resumed=resume_from is not None)
     # The evaluator itself, not trainer.evaluate(): that marks the model as prepared for accelerate
     # (1.15), whose train() then skips the DDP wrapper, and N processes would each train a model of
@@ -147,7 +148,7 @@ def train_embedder(*, base: str, train_path: Path, val_path: Path, out_dir: Path
     stats = run_stats(base_model=base, train_groups=len(train_groups), val_queries=len(samples), epochs=epochs,
                       steps=int(trainer.state.global_step), batch_size=cfg["batch_size"], world=world,
                       train_loss=result.training_loss, before=round(base_score, 6),
-                      best=round(best_score, 6), best_step=best_step, by_step=by_step)
+                      best=round(best_score, 6), best_step=best_step, by_step=by_step, train_dtype=train_dtype)
     stats.update({
         "train_rows": counts["rows"],
         "rows_padded": counts["rows_padded"],
@@ -265,12 +266,14 @@ def _pick_checkpoint(checkpoint_dir: Path, resume: bool) -> Path | None:
     return resume_from
 
 
-def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, seed: int, device: str,
+def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, seed: int, device: str, train_dtype: str,
              checkpoint_dir: Path, live_dir: Path | None, resumed: bool):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    from .models import mixed_precision_args
 
     world = distributed.world_size()
     eval_steps = plan["eval_steps"]
@@ -296,7 +299,7 @@ def _trainer(model, columns: dict, evaluator, cfg: dict, plan: dict, *, seed: in
         logging_first_step=True,
         report_to="none",  # only our DVCLive callback, never a tracker picked up from the environment
         use_cpu=device == "cpu",
-        fp16=device.startswith("cuda"),
+        **mixed_precision_args(train_dtype),
         dataloader_num_workers=0,
         dataloader_drop_last=world > 1,  # see _plan
         ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails

@@ -234,9 +234,10 @@ def _finalize(best_dir: Path, start: str, out_dir: Path) -> None:
 def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path, cfg: dict, epochs: int,
                    seed: int, device: str, checkpoint_dir: Path, live_dir: Path | None,
                    resume: bool = False, security: Mapping[str, bool], inference_dtype: str = "float32",
-                   synthetic: bool = True) -> dict | None:
+                   train_dtype: str = "float32", synthetic: bool = True) -> dict | None:
     """Fine-tune `base` (the model name from params) on the groups in train_path; save the val-best model
-    to out_dir; return stats. Val is scored in `inference_dtype` (ragtune.models.pick_inference_dtype).
+    to out_dir; return stats. Training runs in `train_dtype` mixed precision, val is scored in
+    `inference_dtype` (ragtune.models.pick_train_dtype, pick_inference_dtype).
 
     Under torchrun (ragtune.distributed) each process trains on its share of the groups; rank 0 alone
     scores val, keeps the best model and writes out_dir (val scoring holds no collective, so the other
@@ -266,7 +267,8 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
                              live_dir=live_dir if main else None, trained=trained, dtype=inference_dtype)
     trainer, steps_per_epoch = _trainer(hf_model, tokenizer, dataset, collator, len(train_groups), cfg,
                                         _callbacks(validation, dataset, cfg["eval_steps"], trained, main),
-                                        epochs=epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir)
+                                        epochs=epochs, seed=seed, device=device, train_dtype=train_dtype,
+                                        checkpoint_dir=checkpoint_dir)
     last = last_checkpoint(checkpoint_dir) if resume else None
     if resume and last is None:
         log.info("resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
@@ -289,7 +291,7 @@ def train_reranker(*, base: str, train_path: Path, val_path: Path, out_dir: Path
                       train_loss=result.training_loss, before=before,
                       best=max(h["ndcg@10"] for h in history if validation.keepable(h)),
                       best_step=validation.state["best_step"],
-                      by_step=by_step)
+                      by_step=by_step, train_dtype=train_dtype)
     stats.update({
         "start": "cross-encoder" if trained else "bi-encoder + fresh 1-logit head",
         "group_size": group_size,
@@ -370,9 +372,11 @@ def _data(train_groups: list[dict], train_path: Path, tokenizer, cfg: dict, max_
 
 
 def _trainer(hf_model, tokenizer, dataset, collator, n_groups: int, cfg: dict, callbacks: list, *, epochs: int,
-             seed: int, device: str, checkpoint_dir: Path):
+             seed: int, device: str, train_dtype: str, checkpoint_dir: Path):
     """(FlagEmbedding's trainer, steps per epoch)."""
     from FlagEmbedding.abc.finetune.reranker import AbsRerankerTrainingArguments
+
+    from .models import mixed_precision_args
 
     world = distributed.world_size()
     GroupedCrossEncoder, _, Trainer = _flag_classes()
@@ -390,7 +394,7 @@ def _trainer(hf_model, tokenizer, dataset, collator, n_groups: int, cfg: dict, c
         save_steps=eval_steps or 500, save_total_limit=1, seed=seed, data_seed=seed,
         use_cpu=device == "cpu", report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
         ddp_backend="gloo" if device == "cpu" and world > 1 else None,  # given in one process, accelerate fails
-        fp16=False, bf16=False, disable_tqdm=False)  # no fp16 or gradient checkpointing on CPU
+        disable_tqdm=False, **mixed_precision_args(train_dtype))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
     quiet_progress(trainer)

@@ -83,7 +83,7 @@ class Clock:
 
 def run_stats(*, base_model: str, train_groups: int, val_queries: int, epochs: int, steps: int, batch_size: int,
               world: int, train_loss: float, before: float | None, best: float, best_step: int,
-              by_step: dict[int, float]) -> dict:
+              by_step: dict[int, float], train_dtype: str) -> dict:
     """The facts both trainers record, under the same keys. `base_model` is the name the user gave in
     params (a path of this machine would differ across machines in `dvc metrics diff`); `by_step` maps
     each evaluated step to its val nDCG@10, stored as {"step": score} so `dvc metrics show` flattens it
@@ -97,6 +97,7 @@ def run_stats(*, base_model: str, train_groups: int, val_queries: int, epochs: i
         "batch_size": batch_size,
         "nproc": world,
         "effective_batch_size": batch_size * world,
+        "train_dtype": train_dtype,
         "train_loss": round(float(train_loss), 6),
         "val_ndcg@10_before": before,
         "val_ndcg@10_best": best,

@@ -259,6 +259,20 @@ def test_inference_dtype_auto_follows_the_hardware_and_autocast_is_scoped():
     assert models.autocast_dtype("cpu") == "float32"  # off again after the block
 
 
+def test_train_dtype_auto_follows_the_hardware_and_float16_needs_cuda(monkeypatch):
+    assert models.pick_train_dtype("float32", "cpu") == "float32"
+    assert models.pick_train_dtype("auto", "cpu") == ("bfloat16" if models.native_bfloat16("cpu") else "float32")
+    assert models.pick_train_dtype("auto", "mps") == "float32"
+    monkeypatch.setattr(models, "native_bfloat16", lambda device: False)  # a pre-Ampere GPU
+    assert models.pick_train_dtype("auto", "cuda") == "float16"
+    with pytest.raises(UserError, match="train_dtype: float16 trains only on CUDA"):
+        models.pick_train_dtype("float16", "cpu")
+    assert models.mixed_precision_args("bfloat16") == {"bf16": True, "fp16": False}
+    assert models.mixed_precision_args("float32") == {"bf16": False, "fp16": False}
+    with pytest.raises(UserError, match="train_dtype"):
+        params.validate({"train_dtype": "int8"})
+
+
 def test_inference_dtype_is_a_checked_param():
     with pytest.raises(UserError, match="inference_dtype"):
         params.validate({"inference_dtype": "int8"})

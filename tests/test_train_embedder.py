@@ -274,3 +274,16 @@ def test_base_val_metrics_come_from_mine_when_it_scored_the_same_model(tiny_mode
     write_json(scored, {"model_fingerprint": model_fingerprint(tiny_model), "max_seq_length": 32,
                         "inference_dtype": "bfloat16", "metrics": metrics})
     assert _run(tiny_model, data, tmp_path, name="bf16")["val_ndcg@10_before"] != 0.123456
+
+
+def test_bfloat16_training_is_mixed_precision_and_saves_float32(tiny_model, data, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    full = _run(tiny_model, data, tmp_path, name="fp32", train_dtype="float32")
+    mixed = _run(tiny_model, data, tmp_path, name="bf16", train_dtype="bfloat16")
+    assert (full["train_dtype"], mixed["train_dtype"]) == ("float32", "bfloat16")
+    w32, w16 = (load_file(tmp_path / n / "model.safetensors") for n in ("fp32", "bf16"))
+    # The steps ran in bfloat16 (other weights), the saved weights are the float32 master copy.
+    assert {t.dtype for t in w16.values()} == {t.dtype for t in w32.values()} == {torch.float32}
+    assert any(not torch.equal(w32[k], w16[k]) for k in w32)

@@ -54,10 +54,10 @@ def _cfg(**over):
     return cfg
 
 
-def _train(model, data, tmp_path, name="out", epochs=1, resume=False, live=True, **over):
+def _train(model, data, tmp_path, name="out", epochs=1, resume=False, live=True, train_dtype="float32", **over):
     train, val = data
     return train_reranker(base=model, train_path=train, val_path=val, out_dir=tmp_path / name,
-                          cfg=_cfg(**over), epochs=epochs, seed=7, device="cpu",
+                          cfg=_cfg(**over), epochs=epochs, seed=7, device="cpu", train_dtype=train_dtype,
                           checkpoint_dir=tmp_path / f"ckpt-{name}",
                           live_dir=tmp_path / f"live-{name}" if live else None, resume=resume,
                           security=defaults()["security"])
@@ -240,3 +240,15 @@ def test_reranker_distills_from_teacher_scores(tiny, tmp_path):
     assert distilled["distill_weight"] == 1.0 and distilled["train_loss"] != plain["train_loss"]
     with pytest.raises(UserError, match="needs teacher scores"):
         _train(tiny, (val, val), tmp_path, name="bad", live=False, distill_weight=1.0)
+
+
+def test_bfloat16_training_is_mixed_precision_and_saves_float32(tiny, data, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    full = _train(tiny, data, tmp_path, name="fp32", live=False, train_dtype="float32")
+    mixed = _train(tiny, data, tmp_path, name="bf16", live=False, train_dtype="bfloat16")
+    assert (full["train_dtype"], mixed["train_dtype"]) == ("float32", "bfloat16")
+    w32, w16 = (load_file(tmp_path / n / "model.safetensors") for n in ("fp32", "bf16"))
+    assert {t.dtype for t in w16.values()} == {t.dtype for t in w32.values()} == {torch.float32}
+    assert any(not torch.equal(w32[k], w16[k]) for k in w32)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import distributed
 from ..io import write_json
 from ..logs import summary
-from ..models import checked_model, pick_device, pick_inference_dtype
+from ..models import checked_model, pick_device, pick_inference_dtype, pick_train_dtype
 from ..report import few_val_queries
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,13 @@ def run_training(kind: str, train: Callable[..., dict | None], params: dict, *, 
     checked_model(cfg["base"], params["security"], f"{kind}.base")
     # Under torchrun (see ragtune.distributed): join the process group; only rank 0 writes outputs.
     device = distributed.init(pick_device(params["device"]))
+    train_dtype = pick_train_dtype(params["train_dtype"], device)
     main = distributed.is_main()
     try:
         stats = train(base=cfg["base"], train_path=negatives / "train.jsonl", val_path=negatives / "val.jsonl",
                       out_dir=Path(out_dir), cfg=cfg, epochs=params["epochs"], seed=params["seed"],
                       device=device, inference_dtype=pick_inference_dtype(params["inference_dtype"], device),
+                      train_dtype=train_dtype,
                       checkpoint_dir=Path(checkpoint_dir), synthetic=kind in params["synthetic"]["trainers"],
                       live_dir=Path(live_dir) if main else None, resume=resume, security=params["security"])
     finally:
