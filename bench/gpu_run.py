@@ -9,8 +9,9 @@ Settings (both from bench/scifact.yaml's budget and ragtune section, so the same
 - cpu-budget: exactly the committed CPU run's configuration (128-token passages, batch 32, 1 epoch), on the
   GPU. Its nDCG@10 is compared system by system with bench/results/2026-12-01.json (the full-train CPU
   run, wsum hybrid): within 0.01 passes.
-  What still differs: CUDA kernels, fp16 mixed precision in the embedder trainer (ragtune turns it on for
-  cuda), base weights rounded to fp16 by the pack, exact flat search with numpy instead of faiss.
+  What still differs: CUDA kernels, the GPU's own mixed precision (train_dtype and inference_dtype auto:
+  bfloat16 on an H200, as on the bfloat16 CPU), base weights rounded to fp16 by the pack, exact flat search
+  with numpy instead of faiss.
 - gpu-sizes: what a GPU user would pick (GPU_SIZES): full 256-token passages and queries (the model's own
   max_seq_length; SciFact abstracts run ~300 tokens, so 128 cuts most of them), reranker pairs at 256 tokens,
   twice the training batch (more in-batch negatives for MNRL) and 4x the encoding batch. Not the CPU run's
