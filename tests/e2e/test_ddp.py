@@ -51,6 +51,9 @@ def workdir(tmp_path, model) -> Path:
         (neg / f"{name}.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups))
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["device"] = "cpu"
+    # float32: in bfloat16 autocast the two half-batches round apart from the whole one (grad norms 1e-2
+    # apart), which would hide whether the processes train one model.
+    p["train_dtype"] = "float32"
     p["embedder"].update(base=model, batch_size=4, max_seq_length=32, encode_batch_size=16, lr=1e-3, nproc=2)
     p["reranker"].update(base=model, batch_size=2, group_size=4, max_length=32, lr=3e-3, nproc=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
