@@ -7,8 +7,8 @@
 
 Settings (both from bench/scifact.yaml's budget and ragtune section, so the same data, splits and seed):
 - cpu-budget: exactly the committed CPU run's configuration (128-token passages, batch 32, 1 epoch), on the
-  GPU. Its nDCG@10 is compared system by system with bench/results/2026-12-01.json (the full-train CPU
-  run, wsum hybrid): within 0.01 passes.
+  GPU. Its nDCG@10 is compared system by system with bench/results/2026-12-04.json (the full-train CPU
+  run, bfloat16 training): within 0.01 passes.
   What still differs: CUDA kernels, the GPU's own mixed precision (train_dtype and inference_dtype auto:
   bfloat16 on an H200, as on the bfloat16 CPU), base weights rounded to fp16 by the pack, exact flat search
   with numpy instead of faiss.
@@ -43,7 +43,7 @@ from .machine import describe
 from .scifact import CONFIG, ROOT, measured, ragtune_params, stage_names
 from .scifact_report import passes_over_data
 
-BASELINE = ROOT / "bench" / "results" / "2026-12-01.json"
+BASELINE = ROOT / "bench" / "results" / "2026-12-04.json"  # full train, bfloat16 training (4489b9c)
 TOLERANCE = 0.01
 PUBLISHED_BASE_NDCG10 = 0.645  # all-MiniLM-L6-v2 on SciFact test, MTEB leaderboard, 256 tokens
 GPU_SIZES = {"embedder": {"max_seq_length": 256, "batch_size": 64, "encode_batch_size": 256},
