@@ -7,17 +7,18 @@
 # "bash bench/gpu.sh", carry ["bench/work/gpu_carry"], timeout_s 600; $OUT is the tool's):
 #     bash bench/gpu.sh
 # It installs the carried wheels (no index), expands the fp16 model, logs nvidia-smi, and runs
-# bench/gpu_run.py for each setting in $SETTINGS (default: cpu-budget, then gpu-sizes; see gpu_run.py), each
-# within its share of $BUDGET_S, then writes gpu-summary.md. Results go to $OUT (default
-# bench/work/gpu_out): gpu.log, nvidia-smi.csv, gpu-<setting>.json, gpu-<setting>-report.md, gpu-summary.md
-# (7 files); copy them into bench/results/.
+# bench/gpu_run.py for each setting in $SETTINGS (default: gpu-sizes; see gpu_run.py), each within its share of
+# $BUDGET_S, then writes gpu-summary.md. One setting takes ~4 min on an H200 (2026-12-04: 243 s), so two in one
+# 10-minute call leave each too little: run SETTINGS=cpu-budget in a second call where the budget allows.
+# Results go to $OUT (default bench/work/gpu_out): gpu.log, nvidia-smi.csv, gpu-<setting>.json,
+# gpu-<setting>-report.md, gpu-summary.md (at most 7 files); copy them into bench/results/.
 # CPU rehearsal: DEVICE=cpu TINY=1 SETTINGS=cpu-budget bash bench/gpu.sh
 set -euo pipefail
 
 CARRY=${CARRY:-bench/work/gpu_carry}
 OUT=${OUT:-bench/work/gpu_out}
 DEVICE=${DEVICE:-cuda}
-SETTINGS=${SETTINGS:-"cpu-budget gpu-sizes"}
+SETTINGS=${SETTINGS:-"gpu-sizes"}
 BUDGET_S=${BUDGET_S:-540}          # leaves a minute of the 600 s call for start-up and the transfers back
 TMP=${GPU_TMP:-/tmp/ragtune-gpu}
 PY=${PYTHON:-python3}

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 # ISO 639-1 code -> Snowball stemmer name (PyStemmer's Stemmer.algorithms()).
@@ -49,13 +50,24 @@ def bigrams(run: str) -> list[str]:
     return [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
 
 
+def import_bm25s():
+    """bm25s, with JAX (its optional top-k backend) kept on the CPU unless the user chose otherwise.
+
+    Importing bm25s runs a JAX op where JAX is installed (Colab, many GPU images), and JAX on a GPU takes
+    75% of the GPU's memory at once: 108 of 140 GiB on the H200 run (bench/results/2026-12-04-gpu), which
+    the torch models in the same stage then cannot use.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
+
+
 @functools.lru_cache(maxsize=None)
 def stopwords(language: str) -> frozenset[str]:
     if language not in STOPWORDS:
         return frozenset()
-    from bm25s.tokenization import _infer_stopwords  # bm25s' own lists, by name
-
-    return frozenset(_infer_stopwords(STOPWORDS[language]))
+    return frozenset(import_bm25s().tokenization._infer_stopwords(STOPWORDS[language]))  # bm25s' own lists
 
 
 def stemmer(language: str):

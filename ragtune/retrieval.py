@@ -75,21 +75,17 @@ class BM25Index:
         start = time.perf_counter()
         tokens = self._tokenize([doc_text(corpus[d]) for d in self.doc_ids], return_ids=True,
                                 show_progress=show_progress)
-        import bm25s
-
-        self.retriever = bm25s.BM25(k1=k1, b=b)
+        self.retriever = lang.import_bm25s().BM25(k1=k1, b=b)
         self.retriever.index(tokens, show_progress=show_progress)
         log.debug("BM25 index: %d documents, %d terms, built in %.1f s (%s)", len(self.doc_ids),
                   len(self.retriever.vocab_dict), time.perf_counter() - start, lang.describe(language))
 
     def _tokenize(self, texts: list[str], *, return_ids: bool, show_progress: bool = False):
         """ragtune.language's words, joined and handed to bm25s for its vocabulary and the stemmer."""
-        import bm25s
-
-        from .language import words
+        from .language import import_bm25s, words
 
         joined = [" ".join(words(t, self.language)) for t in texts]
-        return bm25s.tokenize(joined, lower=False, token_pattern=r"\S+", stopwords=None, stemmer=self._stemmer,
+        return import_bm25s().tokenize(joined, lower=False, token_pattern=r"\S+", stopwords=None, stemmer=self._stemmer,
                               return_ids=return_ids, show_progress=show_progress)
 
     def position(self, doc_id: str) -> int:

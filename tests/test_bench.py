@@ -201,7 +201,7 @@ def test_gpu_script_parses_and_returns_at_most_8_files():
     # The device tool brings back at most 8 files: gpu.log, nvidia-smi.csv, gpu-summary.md, and per setting
     # gpu-<setting>.json and gpu-<setting>-report.md.
     assert 3 + 2 * len(SETTINGS) <= 8
-    assert re.search(r'SETTINGS=\$\{SETTINGS:-"cpu-budget gpu-sizes"\}', script.read_text())
+    assert re.search(r'SETTINGS=\$\{SETTINGS:-"gpu-sizes"\}', script.read_text())
 
 
 def test_gpu_site_reports_each_process_and_runs_the_sitecustomize_it_hides(tmp_path):

@@ -117,3 +117,28 @@ def test_wsum_is_a_convex_combination_of_minmax_scores_and_its_weight_is_picked_
         return 1.0 if "d" in list(run["q"])[:3] else 0.0
     w, by_w = pick_wsum(bm25, dense, score, [1.0, 0.8, 0.0], depth=100)
     assert w == 0.0 and by_w == {"1": 0.0, "0.8": 0.0, "0": 1.0}
+
+
+# bm25s runs a JAX op on import where JAX is installed; JAX on a GPU then takes 75% of its memory (108 GiB
+# on the H200 run, bench/results/2026-12-04-gpu). A stand-in jax package records the platform it was given.
+FAKE_JAX = """import os, sys
+print("jax platforms at import:", os.environ.get("JAX_PLATFORMS"), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("user_choice, seen", [(None, "cpu"), ("cuda", "cuda")])
+def test_bm25_keeps_jax_on_the_cpu_unless_the_user_chose(tmp_path, user_choice, seen):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text(FAKE_JAX)
+    (tmp_path / "jax" / "lax.py").write_text("def top_k(x, k):\n    return x[:k], list(range(k))\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    if user_choice:
+        env["JAX_PLATFORMS"] = user_choice
+    code = "from ragtune.retrieval import BM25Index; BM25Index({'a': {'title': '', 'text': 'apple pie'}})"
+    err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+    assert f"jax platforms at import: {seen}" in err
