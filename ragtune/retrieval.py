@@ -84,8 +84,9 @@ class BM25Index:
         """ragtune.language's words, joined and handed to bm25s for its vocabulary and the stemmer."""
         from .language import import_bm25s, words
 
+        bm25s = import_bm25s()
         joined = [" ".join(words(t, self.language)) for t in texts]
-        return import_bm25s().tokenize(joined, lower=False, token_pattern=r"\S+", stopwords=None, stemmer=self._stemmer,
+        return bm25s.tokenize(joined, lower=False, token_pattern=r"\S+", stopwords=None, stemmer=self._stemmer,
                               return_ids=return_ids, show_progress=show_progress)
 
     def position(self, doc_id: str) -> int:
