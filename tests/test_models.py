@@ -231,6 +231,16 @@ def test_pick_device_and_seed():
     assert torch.equal(a, torch.rand(3))
 
 
+def test_torch_is_seeded_when_imported_after_seeding():
+    """A stage seeds first and imports torch later, or never (ingest, prepare and package skip its ~1.5 s
+    import): torch comes out seeded and deterministic all the same."""
+    code = ("import sys; from ragtune import models; models.seed_everything(7); print('torch' in sys.modules); "
+            "import torch; a = torch.rand(3); torch.manual_seed(7); "
+            "print(torch.equal(a, torch.rand(3)), torch.are_deterministic_algorithms_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"], out
+
+
 def test_linear_schedule_trains_from_the_first_step():
     import torch
 
