@@ -49,10 +49,10 @@ $(VEGA_STAMP):
 	rm -f $(VEGA_DIR)/vega-*.tgz $(VEGA_DIR)/npm.log
 	touch $@
 
-# One pytest worker per core; the e2e tests that share the session's repro run on one of them.
+# One pytest worker per core; the session's e2e repro is built once, in the background (tests/conftest.py).
 # The 15 slowest tests are listed at the end, to see where the time goes.
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n auto --dist load --durations=15
 
 bench: setup
 	$(PY) -m bench scifact --train-queries all

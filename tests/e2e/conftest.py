@@ -1,20 +1,25 @@
 """Fixtures for end-to-end runs: a copy of the project in a temp git repo, with DVC initialised.
 
-`reproduced` is the one complete default `dvc repro` of the session (traced, committed): tests that only
-read it use it as is, tests that change something work on `reproduced_copy`. Each full tiny repro costs
-about a minute, so modules no longer build their own.
+`reproduced` is the one complete default `dvc repro` of the session (traced, committed), built once in the
+background while the first tests run (`python -m e2e.reproduce`); each worker reads its own copy, tests that
+change something work on `reproduced_copy`. Each full tiny repro costs about a minute, so modules no longer
+build their own.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import locked, needs_repro, shared_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "ragtune", "data/input", ".dvcignore"]
@@ -87,22 +92,60 @@ class Reproduced:
     params_read: dict[str, set[str]]  # stage -> params keys it read ($RAGTUNE_PARAMS_TRACE)
 
 
-@pytest.fixture(scope="session")
-def reproduced(tmp_path_factory, tiny_model) -> Reproduced:
-    """A project after one complete, traced `dvc repro`, committed. Read it only; change a copy."""
-    repo = make_project(tmp_path_factory.mktemp("reproduced"), tiny_model)
-    trace = repo.parent / "params-read.txt"
+def reproduce(folder: Path, model: str) -> dict:
+    """One complete, traced `dvc repro` of a new project under `folder`, committed; what it did as a dict."""
+    repo = make_project(folder, model)
+    trace = folder / "params-read.txt"
     proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env_for(repo, RAGTUNE_PARAMS_TRACE=str(trace)),
                           capture_output=True, text=True, timeout=1800)
+    record = {"repo": str(repo), "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    if proc.returncode == 0:
+        status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "repro"], repo)
+        record["untracked_after_repro"] = [line[3:] for line in status]
+        record["params_read"] = [line.split() for line in trace.read_text().splitlines()]
+    return record
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reproduced_started(request, tmp_path_factory):
+    """Start the session's one e2e repro in the background (one worker starts it; the others find it),
+    when any selected test reads it: the tests that read it run last (tests/conftest.py)."""
+    if not any(map(needs_repro, request.session.items)):
+        yield None
+        return
+    model = request.getfixturevalue("tiny_model")
+    folder = shared_dir(tmp_path_factory) / "reproduced"
+    proc = None
+    with locked(folder.with_name("reproduced.lock")):
+        if not folder.exists():
+            folder.mkdir()
+            with open(folder / "build.log", "w") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "e2e.reproduce", model, str(folder)],
+                                        cwd=ROOT / "tests", stdout=log, stderr=subprocess.STDOUT)
+    yield folder
+    if proc is not None:
+        proc.wait(timeout=1800)  # another worker may still be waiting for it
+
+
+@pytest.fixture(scope="session")
+def reproduced(_reproduced_started, tmp_path_factory) -> Reproduced:
+    """A project after one complete, traced `dvc repro`, committed: this worker's own copy of the session's
+    build. Read it only; change a copy (`reproduced_copy`)."""
+    folder = _reproduced_started
+    done, deadline = folder / "record.json", time.monotonic() + 1800
+    while not done.is_file():
+        assert time.monotonic() < deadline, f"the session's repro did not finish: {folder / 'build.log'}"
+        time.sleep(1)
+    record = json.loads(done.read_text())
+    proc = subprocess.CompletedProcess(["dvc", "repro"], record["returncode"], record["stdout"], record["stderr"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "repro"], repo)
+    repo = copy_project(Path(record["repo"]), tmp_path_factory.mktemp("reproduced") / "repo")
     read: dict[str, set[str]] = {}
-    for line in trace.read_text().splitlines():
-        stage, key = line.split()
+    for stage, key in record["params_read"]:
         read.setdefault(stage, set()).add(key)
-    return Reproduced(repo, proc, [line[3:] for line in status], read)
+    return Reproduced(repo, proc, record["untracked_after_repro"], read)
 
 
 def copy_project(src: Path, dest: Path) -> Path:
