@@ -368,6 +368,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]  # the last seed wins
     if "torch" in sys.modules:
         _seed_torch(sys.modules["torch"], seed)
     else:

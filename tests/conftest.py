@@ -49,7 +49,8 @@ def locked(path: Path):
 
 
 def built_once(folder: Path, build) -> str:
-    """`build(folder)` -> a path, run by the first worker that asks; the others wait and get its path."""
+    """`build(folder)` -> a path, run by the first worker that asks; the others wait for it to return
+    (not for what it may have started) and get its path."""
     with locked(folder.with_name(folder.name + ".lock")):
         done = folder.with_name(folder.name + ".path")
         if not done.is_file():

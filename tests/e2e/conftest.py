@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import locked, needs_repro, shared_dir
+from conftest import built_once, needs_repro, shared_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "ragtune", "data/input", ".dvcignore"]
@@ -116,16 +116,17 @@ def _reproduced_started(request, tmp_path_factory):
         yield None
         return
     model = request.getfixturevalue("tiny_model")
-    folder = shared_dir(tmp_path_factory) / "reproduced"
-    proc = None
-    with locked(folder.with_name("reproduced.lock")):
-        if not folder.exists():
-            folder.mkdir()
-            with open(folder / "build.log", "w") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "e2e.reproduce", model, str(folder)],
-                                        cwd=ROOT / "tests", stdout=log, stderr=subprocess.STDOUT)
-    yield folder
-    if proc is not None:
+    started: list[subprocess.Popen] = []
+
+    def start(folder: Path) -> str:
+        folder.mkdir()
+        with open(folder / "build.log", "w") as log:
+            started.append(subprocess.Popen([sys.executable, "-m", "e2e.reproduce", model, str(folder)],
+                                            cwd=ROOT / "tests", stdout=log, stderr=subprocess.STDOUT))
+        return str(folder)
+
+    yield Path(built_once(shared_dir(tmp_path_factory) / "reproduced", start))
+    for proc in started:
         proc.wait(timeout=1800)  # another worker may still be waiting for it
 
 
